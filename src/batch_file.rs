@@ -1,0 +1,196 @@
+//! The batch file: the seed's format, read strictly, every mistake reported at once.
+//!
+//! ```yaml
+//! - extract:                  # the step's name (names may repeat)
+//!     type: ecs_task
+//!     parameters: {cluster: etl, task_definition: extract:3}
+//! ```
+//! Nothing runs unless the whole file is valid: a bad step 5 is reported before step 1 starts.
+
+use std::fmt;
+
+use serde_json::Value as Json;
+
+use crate::plan::PlannedStep;
+use crate::run_task::SEQUENCER_TAG_COUNT;
+use crate::step::{ContainerSelection, StepDefinition};
+use crate::validate::{Problem, SchemaChecker, normalize, position_of};
+use crate::yaml::{self, Node, Pos, Value};
+
+/// ECS limits checked before anything runs.
+pub const MAX_OVERRIDES_JSON: usize = 8192;
+pub const MAX_TAGS: usize = 50;
+pub const MAX_STARTED_BY_PREFIX: usize = 20;
+
+/// One problem in a batch file, with everything needed to find it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: String,
+    pub at: Pos,
+    /// 1-based step number and its name, when the problem is inside a step.
+    pub step: Option<(usize, String)>,
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.at)?;
+        if let Some((number, name)) = &self.step {
+            write!(f, ": step {number} ({name})")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every problem found in a batch file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidBatch(pub Vec<Diagnostic>);
+
+impl fmt::Display for InvalidBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        writeln!(f, "the batch file is not valid ({n} problem{}); nothing was run:", if n == 1 { "" } else { "s" })?;
+        for d in &self.0 {
+            writeln!(f, "  {d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for InvalidBatch {}
+
+const FORMAT_HINT: &str = "a batch file is a list of steps, each `- name: {type: ecs_task, parameters: {...}}`";
+
+/// Reads and validates a batch file; `file` names it in messages.
+pub fn parse(file: &str, text: &str) -> Result<Vec<PlannedStep>, InvalidBatch> {
+    let mut diagnostics = Vec::new();
+    let at_top = |at: Pos, message: String| Diagnostic { file: file.to_owned(), at, step: None, path: String::new(), message };
+    let root = match yaml::parse(text) {
+        Ok(root) => root,
+        Err(e) => return Err(InvalidBatch(vec![at_top(e.at, format!("not valid YAML: {}", e.message))])),
+    };
+    let items = match &root.value {
+        Value::Sequence(items) if !items.is_empty() => items,
+        Value::Sequence(_) => return Err(InvalidBatch(vec![at_top(root.at, format!("the list of steps is empty; {FORMAT_HINT}"))])),
+        Value::Null => return Err(InvalidBatch(vec![at_top(root.at, format!("the file is empty; {FORMAT_HINT}"))])),
+        other => return Err(InvalidBatch(vec![at_top(root.at, format!("expected a list of steps, found {}; {FORMAT_HINT}", other.kind()))])),
+    };
+
+    let checker = SchemaChecker::for_type::<StepDefinition>(explain_unknown_key);
+    let mut steps = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let number = index + 1;
+        let Value::Mapping(entries) = &item.value else {
+            diagnostics.push(at_top(item.at, format!("step {number}: expected `- name: {{type: ..., parameters: ...}}`, found {}", item.value.kind())));
+            continue;
+        };
+        let [(name, body)] = entries.as_slice() else {
+            let keys = entries.iter().map(|(k, _)| k.name.as_str()).collect::<Vec<_>>().join(", ");
+            diagnostics.push(at_top(item.at, format!(
+                "step {number}: a step is a mapping with exactly one key, its name; found {} key(s) ({keys}). Is the step body indented under its name?",
+                entries.len()
+            )));
+            continue;
+        };
+        let step = Some((number, name.name.clone()));
+        let mut report = |problems: Vec<Problem>| {
+            diagnostics.extend(problems.into_iter().map(|p| Diagnostic { file: file.to_owned(), at: p.at, step: step.clone(), path: p.path, message: p.message }));
+        };
+        if name.name.trim().is_empty() {
+            report(vec![Problem { at: name.at, path: String::new(), message: "the step's name is empty".into() }]);
+            continue;
+        }
+        let json = match checker.check(body, "") {
+            Ok(json) => json,
+            Err(problems) => {
+                report(problems);
+                continue;
+            }
+        };
+        let definition: StepDefinition = match serde_json::from_value(json) {
+            Ok(d) => d,
+            Err(e) => {
+                report(vec![Problem { at: body.at, path: String::new(), message: e.to_string() }]);
+                continue;
+            }
+        };
+        let problems = check_limits(&definition, body);
+        if !problems.is_empty() {
+            report(problems);
+            continue;
+        }
+        steps.push(PlannedStep { name: name.name.clone(), definition });
+    }
+    if diagnostics.is_empty() { Ok(steps) } else { Err(InvalidBatch(diagnostics)) }
+}
+
+fn explain_unknown_key(normalized: &str) -> Option<String> {
+    (normalized == "clienttoken").then(|| {
+        "`clientToken` is set by sequencer: one per step attempt, so that a launch repeated after a crash is deduplicated by ECS; remove it".to_owned()
+    })
+}
+
+/// ECS limits and rules the schema cannot say.
+fn check_limits(step: &StepDefinition, body: &Node) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut problem = |keys: &[&str], message: String| {
+        problems.push(Problem { at: position_of(body, keys), path: keys.join("."), message });
+    };
+    let p = &step.parameters;
+    if let Some(overrides) = &p.overrides {
+        let size = serde_json::to_string(overrides).map(|s| s.len()).unwrap_or(0);
+        if size > MAX_OVERRIDES_JSON {
+            problem(&["parameters", "overrides"], format!("the overrides come to {size} characters of JSON; ECS allows at most {MAX_OVERRIDES_JSON}"));
+        }
+    }
+    let own_tags = MAX_TAGS - SEQUENCER_TAG_COUNT;
+    if p.tags.len() > own_tags {
+        problem(&["parameters", "tags"], format!("{} tags given; ECS allows {MAX_TAGS} per task and sequencer adds {SEQUENCER_TAG_COUNT}, so at most {own_tags}", p.tags.len()));
+    }
+    for tag in &p.tags {
+        if tag.key.to_ascii_lowercase().starts_with("aws:") || tag.key.starts_with("sequencer.dev/") {
+            problem(&["parameters", "tags"], format!("tag key `{}` is reserved (keys starting with `aws:` belong to AWS, `sequencer.dev/` to sequencer)", tag.key));
+        }
+    }
+    if let Some(label) = &p.started_by {
+        let bad = label.chars().any(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/')));
+        if label.is_empty() || label.chars().count() > MAX_STARTED_BY_PREFIX || bad {
+            problem(&["parameters", "startedBy"], format!(
+                "`{label}` is not a valid startedBy label: 1 to {MAX_STARTED_BY_PREFIX} characters of A-Z a-z 0-9 - _ / (sequencer appends run, step and attempt to it)"
+            ));
+        }
+    }
+    if p.launch_type.is_some() && !p.capacity_provider_strategy.is_empty() {
+        problem(&["parameters", "capacityProviderStrategy"], "give either `launchType` or `capacityProviderStrategy`, not both (ECS rejects the pair)".into());
+    }
+    if let Some(ContainerSelection::Named(names)) = step.success.as_ref().map(|s| &s.containers) {
+        if names.is_empty() {
+            problem(&["success", "containers"], "name at least one container, or write `all` or `essential`".into());
+        }
+    }
+    if let Some(retry) = &step.retry {
+        if retry.backoff.initial_seconds > retry.backoff.max_seconds {
+            problem(&["retry", "backoff"], format!(
+                "initialSeconds ({}) is larger than maxSeconds ({})", retry.backoff.initial_seconds, retry.backoff.max_seconds
+            ));
+        }
+        if retry.on.is_empty() && retry.limit > 0 {
+            problem(&["retry", "on"], "name at least one failure class to retry on: launch, infrastructure, exitCode, timeout".into());
+        }
+    }
+    problems
+}
+
+/// The steps as the canonical JSON the schema describes (used by `validate --output json`).
+pub fn steps_json(steps: &[PlannedStep]) -> Json {
+    serde_json::to_value(steps).unwrap_or_default()
+}
+
+/// True when two spellings name the same key (`task_definition` and `taskDefinition`).
+pub fn same_key(a: &str, b: &str) -> bool {
+    normalize(a) == normalize(b)
+}

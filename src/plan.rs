@@ -1,0 +1,37 @@
+//! A plan: the validated, ordered steps of one run, fixed before anything starts.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::step::StepDefinition;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedStep {
+    /// The step's name as written (names may repeat; steps are identified by position).
+    pub name: String,
+    #[serde(flatten)]
+    pub definition: StepDefinition,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub steps: Vec<PlannedStep>,
+    /// Seconds between two looks at running tasks.
+    pub poll_interval_seconds: u64,
+}
+
+impl Plan {
+    pub fn new(steps: Vec<PlannedStep>) -> Self {
+        Plan { steps, poll_interval_seconds: DEFAULT_POLL_INTERVAL_SECONDS }
+    }
+
+    /// A digest of the steps, recorded in the run's status: a resumed run refuses a changed plan.
+    pub fn digest(&self) -> String {
+        let text = serde_json::to_string(&self.steps).unwrap_or_default();
+        format!("sha256:{:x}", Sha256::digest(text.as_bytes()))
+    }
+}
+
+/// The seed's default (`SEQUENCER_SLEEP_BETWEEN_CHECKS`).
+pub const DEFAULT_POLL_INTERVAL_SECONDS: u64 = 5;
