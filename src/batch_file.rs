@@ -20,7 +20,9 @@ use crate::yaml::{self, Node, Pos, Value};
 /// ECS limits checked before anything runs.
 pub const MAX_OVERRIDES_JSON: usize = 8192;
 pub const MAX_TAGS: usize = 50;
-pub const MAX_STARTED_BY_PREFIX: usize = 20;
+pub const MAX_STARTED_BY_PREFIX: usize = 18;
+/// Keeps `startedBy` (label, run, step number, attempt) within 36 characters.
+pub const MAX_STEPS: usize = 1000;
 
 /// One problem in a batch file, with everything needed to find it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,6 +82,9 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<PlannedStep>, InvalidBatch> {
         other => return Err(InvalidBatch(vec![at_top(root.at, format!("expected a list of steps, found {}; {FORMAT_HINT}", other.kind()))])),
     };
 
+    if items.len() > MAX_STEPS {
+        return Err(InvalidBatch(vec![at_top(root.at, format!("{} steps; a batch has at most {MAX_STEPS}", items.len()))]));
+    }
     let checker = SchemaChecker::for_type::<StepDefinition>(explain_unknown_key);
     let mut steps = Vec::new();
     for (index, item) in items.iter().enumerate() {

@@ -51,7 +51,7 @@ pub struct RunTaskParameters {
     pub propagate_tags: Option<PropagateTags>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference_id: Option<String>,
-    /// A label of yours for the tasks (up to 20 of A-Z a-z 0-9 - _ /). Sequencer sends it followed by
+    /// A label of yours for the tasks (up to 18 of A-Z a-z 0-9 - _ /). Sequencer sends it followed by
     /// its own run, step and attempt (`label-1a2b3c4d-2-1`), which is how it finds its tasks after a
     /// restart; without it the prefix is `seq`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -105,7 +105,7 @@ fn default_factor() -> u32 {
     2
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SuccessPolicy {
     /// `all` (every container: the seed's rule and the default), `essential` (containers marked
@@ -143,8 +143,19 @@ pub enum ContainerPolicy {
     Essential,
 }
 
+impl SuccessPolicy {
+    /// The seed's rule: every container must exit 0.
+    pub fn default_policy() -> Self {
+        SuccessPolicy { containers: ContainerSelection::default(), exit_codes: default_exit_codes() }
+    }
+}
+
 impl StepDefinition {
     pub fn success_policy(&self) -> SuccessPolicy {
-        self.success.clone().unwrap_or(SuccessPolicy { containers: ContainerSelection::default(), exit_codes: default_exit_codes() })
+        self.success.clone().unwrap_or_else(SuccessPolicy::default_policy)
+    }
+
+    pub fn needs_essential_containers(&self) -> bool {
+        matches!(self.success.as_ref().map(|s| &s.containers), Some(ContainerSelection::Policy(ContainerPolicy::Essential)))
     }
 }

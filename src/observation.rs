@@ -1,0 +1,59 @@
+//! What the engine is told: answers from ECS, the clock ticking, a request to cancel.
+//! Adapters turn AWS responses into these; the engine never sees an SDK type.
+
+use crate::status::TaskRecord;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Observation {
+    /// The poll interval has passed: time to look at running tasks and retry what failed.
+    Tick,
+    /// Stop the run (Ctrl-C, SIGTERM, deletion of a Sequence).
+    CancelRequested { reason: String },
+    /// The answer to `Action::Launch`.
+    Launched { step: usize, attempt: u32, outcome: Result<LaunchResponse, ApiError> },
+    /// The answer to `Action::Lookup`: the tasks that carry the attempt's startedBy.
+    LookedUp { step: usize, attempt: u32, outcome: Result<Vec<TaskRecord>, ApiError> },
+    /// The answer to `Action::Describe`.
+    Described { outcome: Result<DescribeResponse, ApiError> },
+    /// The answer to `Action::Stop`.
+    StopAnswered { task_arn: String, outcome: Result<(), ApiError> },
+    /// The answer to `Action::DescribeTaskDefinition`: names of the essential containers.
+    TaskDefinitionDescribed { step: usize, attempt: u32, outcome: Result<Vec<String>, ApiError> },
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LaunchResponse {
+    pub tasks: Vec<TaskRecord>,
+    pub failures: Vec<EcsFailure>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DescribeResponse {
+    pub tasks: Vec<TaskRecord>,
+    /// ARNs ECS answered MISSING for.
+    pub missing: Vec<String>,
+}
+
+/// An entry of an ECS `failures[]` list.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EcsFailure {
+    pub arn: Option<String>,
+    pub reason: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// An AWS API call that failed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiError {
+    /// Throttling, 5xx, timeouts and network errors: worth trying again, never a step failure.
+    pub transient: bool,
+    /// The AWS error code (e.g. `ClusterNotFoundException`) or a short label.
+    pub code: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
