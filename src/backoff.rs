@@ -10,7 +10,9 @@ use crate::step::Backoff;
 /// initial × factor^(n-1), capped at max, then scaled into [50 %, 100 %] by the seed's hash.
 pub fn retry_delay(policy: &Backoff, failures: u32, seed: &str) -> Duration {
     let exponent = failures.saturating_sub(1).min(32);
-    let raw = policy.initial_seconds.saturating_mul(u64::from(policy.factor).saturating_pow(exponent));
+    let raw = policy
+        .initial_seconds
+        .saturating_mul(u64::from(policy.factor).saturating_pow(exponent));
     jittered(Duration::from_secs(raw.min(policy.max_seconds)), seed)
 }
 
@@ -32,10 +34,17 @@ mod tests {
 
     #[test]
     fn grows_caps_and_jitters_within_half_to_full() {
-        let p = Backoff { initial_seconds: 10, max_seconds: 60, factor: 2 };
+        let p = Backoff {
+            initial_seconds: 10,
+            max_seconds: 60,
+            factor: 2,
+        };
         for (n, full) in [(1, 10), (2, 20), (3, 40), (4, 60), (40, 60)] {
             let d = retry_delay(&p, n, "seed").as_secs_f64();
-            assert!(d >= full as f64 * 0.5 && d <= full as f64, "attempt {n}: {d}");
+            assert!(
+                d >= full as f64 * 0.5 && d <= full as f64,
+                "attempt {n}: {d}"
+            );
         }
         assert_eq!(retry_delay(&p, 2, "a"), retry_delay(&p, 2, "a"));
         assert_ne!(retry_delay(&p, 2, "a"), retry_delay(&p, 2, "b"));

@@ -55,7 +55,11 @@ pub struct InvalidBatch(pub Vec<Diagnostic>);
 impl fmt::Display for InvalidBatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        writeln!(f, "the batch file is not valid ({n} problem{}); nothing was run:", if n == 1 { "" } else { "s" })?;
+        writeln!(
+            f,
+            "the batch file is not valid ({n} problem{}); nothing was run:",
+            if n == 1 { "" } else { "s" }
+        )?;
         for d in &self.0 {
             writeln!(f, "  {d}")?;
         }
@@ -65,36 +69,79 @@ impl fmt::Display for InvalidBatch {
 
 impl std::error::Error for InvalidBatch {}
 
-const FORMAT_HINT: &str = "a batch file is a list of steps, each `- name: {type: ecs_task, parameters: {...}}`";
+const FORMAT_HINT: &str =
+    "a batch file is a list of steps, each `- name: {type: ecs_task, parameters: {...}}`";
 
 /// Reads and validates a batch file; `file` names it in messages.
 pub fn parse(file: &str, text: &str) -> Result<Vec<PlannedStep>, InvalidBatch> {
     let mut diagnostics = Vec::new();
-    let at_top = |at: Pos, message: String| Diagnostic { file: file.to_owned(), at, step: None, path: String::new(), message };
+    let at_top = |at: Pos, message: String| Diagnostic {
+        file: file.to_owned(),
+        at,
+        step: None,
+        path: String::new(),
+        message,
+    };
     let root = match yaml::parse(text) {
         Ok(root) => root,
-        Err(e) => return Err(InvalidBatch(vec![at_top(e.at, format!("not valid YAML: {}", e.message))])),
+        Err(e) => {
+            return Err(InvalidBatch(vec![at_top(
+                e.at,
+                format!("not valid YAML: {}", e.message),
+            )]));
+        }
     };
     let items = match &root.value {
         Value::Sequence(items) if !items.is_empty() => items,
-        Value::Sequence(_) => return Err(InvalidBatch(vec![at_top(root.at, format!("the list of steps is empty; {FORMAT_HINT}"))])),
-        Value::Null => return Err(InvalidBatch(vec![at_top(root.at, format!("the file is empty; {FORMAT_HINT}"))])),
-        other => return Err(InvalidBatch(vec![at_top(root.at, format!("expected a list of steps, found {}; {FORMAT_HINT}", other.kind()))])),
+        Value::Sequence(_) => {
+            return Err(InvalidBatch(vec![at_top(
+                root.at,
+                format!("the list of steps is empty; {FORMAT_HINT}"),
+            )]));
+        }
+        Value::Null => {
+            return Err(InvalidBatch(vec![at_top(
+                root.at,
+                format!("the file is empty; {FORMAT_HINT}"),
+            )]));
+        }
+        other => {
+            return Err(InvalidBatch(vec![at_top(
+                root.at,
+                format!(
+                    "expected a list of steps, found {}; {FORMAT_HINT}",
+                    other.kind()
+                ),
+            )]));
+        }
     };
 
     if items.len() > MAX_STEPS {
-        return Err(InvalidBatch(vec![at_top(root.at, format!("{} steps; a batch has at most {MAX_STEPS}", items.len()))]));
+        return Err(InvalidBatch(vec![at_top(
+            root.at,
+            format!("{} steps; a batch has at most {MAX_STEPS}", items.len()),
+        )]));
     }
     let checker = SchemaChecker::for_type::<StepDefinition>(explain_unknown_key);
     let mut steps = Vec::new();
     for (index, item) in items.iter().enumerate() {
         let number = index + 1;
         let Value::Mapping(entries) = &item.value else {
-            diagnostics.push(at_top(item.at, format!("step {number}: expected `- name: {{type: ..., parameters: ...}}`, found {}", item.value.kind())));
+            diagnostics.push(at_top(
+                item.at,
+                format!(
+                    "step {number}: expected `- name: {{type: ..., parameters: ...}}`, found {}",
+                    item.value.kind()
+                ),
+            ));
             continue;
         };
         let [(name, body)] = entries.as_slice() else {
-            let keys = entries.iter().map(|(k, _)| k.name.as_str()).collect::<Vec<_>>().join(", ");
+            let keys = entries
+                .iter()
+                .map(|(k, _)| k.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
             diagnostics.push(at_top(item.at, format!(
                 "step {number}: a step is a mapping with exactly one key, its name; found {} key(s) ({keys}). Is the step body indented under its name?",
                 entries.len()
@@ -103,10 +150,20 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<PlannedStep>, InvalidBatch> {
         };
         let step = Some((number, name.name.clone()));
         let mut report = |problems: Vec<Problem>| {
-            diagnostics.extend(problems.into_iter().map(|p| Diagnostic { file: file.to_owned(), at: p.at, step: step.clone(), path: p.path, message: p.message }));
+            diagnostics.extend(problems.into_iter().map(|p| Diagnostic {
+                file: file.to_owned(),
+                at: p.at,
+                step: step.clone(),
+                path: p.path,
+                message: p.message,
+            }));
         };
         if name.name.trim().is_empty() {
-            report(vec![Problem { at: name.at, path: String::new(), message: "the step's name is empty".into() }]);
+            report(vec![Problem {
+                at: name.at,
+                path: String::new(),
+                message: "the step's name is empty".into(),
+            }]);
             continue;
         }
         let json = match checker.check(body, "") {
@@ -119,7 +176,11 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<PlannedStep>, InvalidBatch> {
         let definition: StepDefinition = match serde_json::from_value(json) {
             Ok(d) => d,
             Err(e) => {
-                report(vec![Problem { at: body.at, path: String::new(), message: e.to_string() }]);
+                report(vec![Problem {
+                    at: body.at,
+                    path: String::new(),
+                    message: e.to_string(),
+                }]);
                 continue;
             }
         };
@@ -128,9 +189,16 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<PlannedStep>, InvalidBatch> {
             report(problems);
             continue;
         }
-        steps.push(PlannedStep { name: name.name.clone(), definition });
+        steps.push(PlannedStep {
+            name: name.name.clone(),
+            definition,
+        });
     }
-    if diagnostics.is_empty() { Ok(steps) } else { Err(InvalidBatch(diagnostics)) }
+    if diagnostics.is_empty() {
+        Ok(steps)
+    } else {
+        Err(InvalidBatch(diagnostics))
+    }
 }
 
 fn explain_unknown_key(normalized: &str) -> Option<String> {
@@ -143,45 +211,81 @@ fn explain_unknown_key(normalized: &str) -> Option<String> {
 fn check_limits(step: &StepDefinition, body: &Node) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut problem = |keys: &[&str], message: String| {
-        problems.push(Problem { at: position_of(body, keys), path: keys.join("."), message });
+        problems.push(Problem {
+            at: position_of(body, keys),
+            path: keys.join("."),
+            message,
+        });
     };
     let p = &step.parameters;
     if let Some(overrides) = &p.overrides {
-        let size = serde_json::to_string(overrides).map(|s| s.len()).unwrap_or(0);
+        let size = serde_json::to_string(overrides)
+            .map(|s| s.len())
+            .unwrap_or(0);
         if size > MAX_OVERRIDES_JSON {
-            problem(&["parameters", "overrides"], format!("the overrides come to {size} characters of JSON; ECS allows at most {MAX_OVERRIDES_JSON}"));
+            problem(
+                &["parameters", "overrides"],
+                format!(
+                    "the overrides come to {size} characters of JSON; ECS allows at most {MAX_OVERRIDES_JSON}"
+                ),
+            );
         }
     }
     let own_tags = MAX_TAGS - SEQUENCER_TAG_COUNT;
     if p.tags.len() > own_tags {
-        problem(&["parameters", "tags"], format!("{} tags given; ECS allows {MAX_TAGS} per task and sequencer adds {SEQUENCER_TAG_COUNT}, so at most {own_tags}", p.tags.len()));
+        problem(
+            &["parameters", "tags"],
+            format!(
+                "{} tags given; ECS allows {MAX_TAGS} per task and sequencer adds {SEQUENCER_TAG_COUNT}, so at most {own_tags}",
+                p.tags.len()
+            ),
+        );
     }
     for tag in &p.tags {
-        if tag.key.to_ascii_lowercase().starts_with("aws:") || tag.key.starts_with("sequencer.dev/") {
-            problem(&["parameters", "tags"], format!("tag key `{}` is reserved (keys starting with `aws:` belong to AWS, `sequencer.dev/` to sequencer)", tag.key));
+        if tag.key.to_ascii_lowercase().starts_with("aws:") || tag.key.starts_with("sequencer.dev/")
+        {
+            problem(
+                &["parameters", "tags"],
+                format!(
+                    "tag key `{}` is reserved (keys starting with `aws:` belong to AWS, `sequencer.dev/` to sequencer)",
+                    tag.key
+                ),
+            );
         }
     }
     if let Some(label) = &p.started_by {
-        let bad = label.chars().any(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/')));
+        let bad = label
+            .chars()
+            .any(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/')));
         if label.is_empty() || label.chars().count() > MAX_STARTED_BY_PREFIX || bad {
-            problem(&["parameters", "startedBy"], format!(
-                "`{label}` is not a valid startedBy label: 1 to {MAX_STARTED_BY_PREFIX} characters of A-Z a-z 0-9 - _ / (sequencer appends run, step and attempt to it)"
-            ));
+            problem(
+                &["parameters", "startedBy"],
+                format!(
+                    "`{label}` is not a valid startedBy label: 1 to {MAX_STARTED_BY_PREFIX} characters of A-Z a-z 0-9 - _ / (sequencer appends run, step and attempt to it)"
+                ),
+            );
         }
     }
     if p.launch_type.is_some() && !p.capacity_provider_strategy.is_empty() {
         problem(&["parameters", "capacityProviderStrategy"], "give either `launchType` or `capacityProviderStrategy`, not both (ECS rejects the pair)".into());
     }
-    if let Some(ContainerSelection::Named(names)) = step.success.as_ref().map(|s| &s.containers) {
-        if names.is_empty() {
-            problem(&["success", "containers"], "name at least one container, or write `all` or `essential`".into());
-        }
+    if let Some(ContainerSelection::Named(names)) = step.success.as_ref().map(|s| &s.containers)
+        && names.is_empty()
+    {
+        problem(
+            &["success", "containers"],
+            "name at least one container, or write `all` or `essential`".into(),
+        );
     }
     if let Some(retry) = &step.retry {
         if retry.backoff.initial_seconds > retry.backoff.max_seconds {
-            problem(&["retry", "backoff"], format!(
-                "initialSeconds ({}) is larger than maxSeconds ({})", retry.backoff.initial_seconds, retry.backoff.max_seconds
-            ));
+            problem(
+                &["retry", "backoff"],
+                format!(
+                    "initialSeconds ({}) is larger than maxSeconds ({})",
+                    retry.backoff.initial_seconds, retry.backoff.max_seconds
+                ),
+            );
         }
         if retry.on.is_empty() && retry.limit > 0 {
             problem(&["retry", "on"], "name at least one failure class to retry on: launch, infrastructure, exitCode, timeout".into());

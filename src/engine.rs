@@ -24,7 +24,8 @@ use crate::judge::judge_task;
 use crate::observation::{ApiError, EcsFailure, LaunchResponse, Observation};
 use crate::plan::{Plan, PlannedStep};
 use crate::status::{
-    Attempt, AttemptPhase, CancelRequest, Failure, FailureClass, RunPhase, RunStatus, StepPhase, StopRequest, TaskRecord,
+    Attempt, AttemptPhase, CancelRequest, Failure, FailureClass, RunPhase, RunStatus, StepPhase,
+    StopRequest, TaskRecord,
 };
 use crate::step::RetryOn;
 
@@ -36,8 +37,21 @@ pub const RELAUNCH_WINDOW: Duration = Duration::from_secs(12 * 3600);
 /// DescribeTasks takes at most this many ARNs.
 pub const DESCRIBE_BATCH: usize = 100;
 
-pub fn advance(plan: &Plan, status: &RunStatus, observations: &[Observation], now: Timestamp) -> Decision {
-    let mut run = Run { plan, status: status.clone(), now, actions: Vec::new(), events: Vec::new(), answered: HashSet::new(), tick: false };
+pub fn advance(
+    plan: &Plan,
+    status: &RunStatus,
+    observations: &[Observation],
+    now: Timestamp,
+) -> Decision {
+    let mut run = Run {
+        plan,
+        status: status.clone(),
+        now,
+        actions: Vec::new(),
+        events: Vec::new(),
+        answered: HashSet::new(),
+        tick: false,
+    };
     if run.status.phase.is_terminal() {
         return run.finish();
     }
@@ -61,8 +75,17 @@ struct Run<'a> {
 
 impl Run<'_> {
     fn finish(self) -> Decision {
-        let wake_at = if self.status.phase.is_terminal() { None } else { self.wake_at() };
-        Decision { status: self.status, actions: self.actions, events: self.events, wake_at }
+        let wake_at = if self.status.phase.is_terminal() {
+            None
+        } else {
+            self.wake_at()
+        };
+        Decision {
+            status: self.status,
+            actions: self.actions,
+            events: self.events,
+            wake_at,
+        }
     }
 
     fn later(&self, d: Duration) -> Timestamp {
@@ -70,7 +93,12 @@ impl Run<'_> {
     }
 
     fn attempt_mut(&mut self, step: usize, attempt: u32) -> Option<&mut Attempt> {
-        self.status.steps.get_mut(step)?.attempts.iter_mut().find(|a| a.attempt == attempt)
+        self.status
+            .steps
+            .get_mut(step)?
+            .attempts
+            .iter_mut()
+            .find(|a| a.attempt == attempt)
     }
 
     // ----- observations -------------------------------------------------------------------------
@@ -80,11 +108,22 @@ impl Run<'_> {
             Observation::Tick => self.tick = true,
             Observation::CancelRequested { reason } => {
                 if self.status.cancel.is_none() {
-                    self.status.cancel = Some(CancelRequest { reason: reason.clone(), requested_at: self.now });
+                    self.status.cancel = Some(CancelRequest {
+                        reason: reason.clone(),
+                        requested_at: self.now,
+                    });
                 }
             }
-            Observation::Launched { step, attempt, outcome } => self.on_launched(*step, *attempt, outcome),
-            Observation::LookedUp { step, attempt, outcome } => self.on_looked_up(*step, *attempt, outcome),
+            Observation::Launched {
+                step,
+                attempt,
+                outcome,
+            } => self.on_launched(*step, *attempt, outcome),
+            Observation::LookedUp {
+                step,
+                attempt,
+                outcome,
+            } => self.on_looked_up(*step, *attempt, outcome),
             Observation::Described { outcome } => match outcome {
                 Ok(response) => {
                     for task in &response.tasks {
@@ -94,16 +133,24 @@ impl Run<'_> {
                         self.mark_missing(arn);
                     }
                 }
-                Err(e) => self.events.push(RunEvent::PollFailed { error: e.to_string() }),
+                Err(e) => self.events.push(RunEvent::PollFailed {
+                    error: e.to_string(),
+                }),
             },
             Observation::StopAnswered { task_arn, outcome } => {
-                if outcome.is_ok() {
-                    if let Some(request) = self.find_task_mut(task_arn).and_then(|(_, _, t)| t.stop_request.as_mut()) {
-                        request.acknowledged = true;
-                    }
+                if outcome.is_ok()
+                    && let Some(request) = self
+                        .find_task_mut(task_arn)
+                        .and_then(|(_, _, t)| t.stop_request.as_mut())
+                {
+                    request.acknowledged = true;
                 }
             }
-            Observation::TaskDefinitionDescribed { step, attempt, outcome } => {
+            Observation::TaskDefinitionDescribed {
+                step,
+                attempt,
+                outcome,
+            } => {
                 if let (Ok(names), Some(a)) = (outcome, self.attempt_mut(*step, *attempt)) {
                     a.essential_containers = Some(names.clone());
                 }
@@ -111,10 +158,20 @@ impl Run<'_> {
         }
     }
 
-    fn on_launched(&mut self, step: usize, attempt: u32, outcome: &Result<LaunchResponse, ApiError>) {
+    fn on_launched(
+        &mut self,
+        step: usize,
+        attempt: u32,
+        outcome: &Result<LaunchResponse, ApiError>,
+    ) {
         self.answered.insert((step, attempt));
         let now = self.now;
-        let Some(a) = self.attempt_mut(step, attempt).filter(|a| a.phase == AttemptPhase::Launching) else { return };
+        let Some(a) = self
+            .attempt_mut(step, attempt)
+            .filter(|a| a.phase == AttemptPhase::Launching)
+        else {
+            return;
+        };
         match outcome {
             Ok(response) => {
                 a.tasks = response.tasks.clone();
@@ -130,23 +187,45 @@ impl Run<'_> {
                     }
                 }
                 if !arns.is_empty() {
-                    self.events.push(RunEvent::TasksLaunched { step, attempt, task_arns: arns });
+                    self.events.push(RunEvent::TasksLaunched {
+                        step,
+                        attempt,
+                        task_arns: arns,
+                    });
                 }
                 self.request_task_definition(step, attempt);
             }
             Err(e) if e.transient => self.defer_launch(step, attempt, e),
             Err(e) => {
                 a.phase = AttemptPhase::Stopping;
-                a.failure = Some(Failure { class: FailureClass::Launch, reason: e.code.clone(), message: format!("RunTask failed: {e}") });
+                a.failure = Some(Failure {
+                    class: FailureClass::Launch,
+                    reason: e.code.clone(),
+                    message: format!("RunTask failed: {e}"),
+                });
             }
         }
     }
 
-    fn on_looked_up(&mut self, step: usize, attempt: u32, outcome: &Result<Vec<TaskRecord>, ApiError>) {
+    fn on_looked_up(
+        &mut self,
+        step: usize,
+        attempt: u32,
+        outcome: &Result<Vec<TaskRecord>, ApiError>,
+    ) {
         self.answered.insert((step, attempt));
         let now = self.now;
-        let cancelled = self.status.cancel.as_ref().map(|c| cancelled_failure(Some(c)));
-        let Some(a) = self.attempt_mut(step, attempt).filter(|a| a.phase == AttemptPhase::Launching) else { return };
+        let cancelled = self
+            .status
+            .cancel
+            .as_ref()
+            .map(|c| cancelled_failure(Some(c)));
+        let Some(a) = self
+            .attempt_mut(step, attempt)
+            .filter(|a| a.phase == AttemptPhase::Launching)
+        else {
+            return;
+        };
         match outcome {
             Ok(tasks) if !tasks.is_empty() => {
                 a.tasks = tasks.clone();
@@ -154,7 +233,11 @@ impl Run<'_> {
                 a.retry_launch_at = None;
                 a.phase = AttemptPhase::Running;
                 let task_arns = tasks.iter().map(|t| t.task_arn.clone()).collect();
-                self.events.push(RunEvent::TasksFound { step, attempt, task_arns });
+                self.events.push(RunEvent::TasksFound {
+                    step,
+                    attempt,
+                    task_arns,
+                });
                 self.request_task_definition(step, attempt);
             }
             Ok(_) if cancelled.is_some() => {
@@ -186,13 +269,23 @@ impl Run<'_> {
 
     fn defer_launch(&mut self, step: usize, attempt: u32, error: &ApiError) {
         let now = self.now;
-        let Some(a) = self.attempt_mut(step, attempt) else { return };
+        let Some(a) = self.attempt_mut(step, attempt) else {
+            return;
+        };
         a.launch_errors += 1;
         a.last_error = Some(error.to_string());
-        let delay = api_error_delay(a.launch_errors, &format!("{}/{}", a.client_token, a.launch_errors));
+        let delay = api_error_delay(
+            a.launch_errors,
+            &format!("{}/{}", a.client_token, a.launch_errors),
+        );
         let retry_at = now.checked_add(delay).unwrap_or(now);
         a.retry_launch_at = Some(retry_at);
-        self.events.push(RunEvent::LaunchDeferred { step, attempt, error: error.to_string(), retry_at });
+        self.events.push(RunEvent::LaunchDeferred {
+            step,
+            attempt,
+            error: error.to_string(),
+            retry_at,
+        });
     }
 
     fn find_task_mut(&mut self, arn: &str) -> Option<(usize, u32, &mut TaskRecord)> {
@@ -202,31 +295,50 @@ impl Run<'_> {
                 .filter(|a| !a.phase.is_terminal())
                 .find_map(|a| {
                     let n = a.attempt;
-                    a.tasks.iter_mut().find(|t| t.task_arn == arn).map(|t| (n, t))
+                    a.tasks
+                        .iter_mut()
+                        .find(|t| t.task_arn == arn)
+                        .map(|t| (n, t))
                 })
                 .map(|(n, t)| (i, n, t))
         })
     }
 
     fn update_task(&mut self, seen: &TaskRecord) {
-        let Some((step, attempt, task)) = self.find_task_mut(&seen.task_arn) else { return };
+        let Some((step, attempt, task)) = self.find_task_mut(&seen.task_arn) else {
+            return;
+        };
         if task.is_finished() {
             return; // terminal facts never change
         }
         let changed = task.last_status != seen.last_status;
         let stop_request = task.stop_request.take();
-        *task = TaskRecord { stop_request, missing: false, ..seen.clone() };
-        if changed {
-            if let Some(last_status) = seen.last_status.clone() {
-                self.events.push(RunEvent::TaskStatusChanged { step, attempt, task_arn: seen.task_arn.clone(), last_status });
-            }
+        *task = TaskRecord {
+            stop_request,
+            missing: false,
+            ..seen.clone()
+        };
+        if changed && let Some(last_status) = seen.last_status.clone() {
+            self.events.push(RunEvent::TaskStatusChanged {
+                step,
+                attempt,
+                task_arn: seen.task_arn.clone(),
+                last_status,
+            });
         }
     }
 
     fn mark_missing(&mut self, arn: &str) {
         let now = self.now;
-        let launched_at = self.status.steps.iter().flat_map(|s| &s.attempts).find(|a| a.tasks.iter().any(|t| t.task_arn == arn)).and_then(|a| a.launched_at);
-        let past_grace = launched_at.is_none_or(|at| now.duration_since(at).unsigned_abs() >= MISSING_GRACE);
+        let launched_at = self
+            .status
+            .steps
+            .iter()
+            .flat_map(|s| &s.attempts)
+            .find(|a| a.tasks.iter().any(|t| t.task_arn == arn))
+            .and_then(|a| a.launched_at);
+        let past_grace =
+            launched_at.is_none_or(|at| now.duration_since(at).unsigned_abs() >= MISSING_GRACE);
         if let Some((_, _, task)) = self.find_task_mut(arn).filter(|_| past_grace) {
             task.missing = true;
         }
@@ -237,10 +349,20 @@ impl Run<'_> {
     fn progress(&mut self) {
         // Each pass settles one step; a bound keeps a bug from looping forever.
         for _ in 0..=self.status.steps.len() * 4 + 4 {
-            let Some(index) = self.status.steps.iter().position(|s| !s.phase.is_terminal()) else {
+            let Some(index) = self
+                .status
+                .steps
+                .iter()
+                .position(|s| !s.phase.is_terminal())
+            else {
                 return self.end_run();
             };
-            if self.status.steps.iter().any(|s| s.phase == StepPhase::Failed && !s.failure_ignored) {
+            if self
+                .status
+                .steps
+                .iter()
+                .any(|s| s.phase == StepPhase::Failed && !s.failure_ignored)
+            {
                 return self.end_run();
             }
             if !self.progress_step(index) {
@@ -279,13 +401,20 @@ impl Run<'_> {
             return false;
         }
 
-        let Some(attempt) = self.status.steps[index].attempts.last().filter(|a| !a.phase.is_terminal()).cloned() else {
+        let Some(attempt) = self.status.steps[index]
+            .attempts
+            .last()
+            .filter(|a| !a.phase.is_terminal())
+            .cloned()
+        else {
             // Between attempts, waiting for the backoff to pass.
             if cancelled {
                 self.fail_step(index, cancelled_failure(self.status.cancel.as_ref()));
                 return true;
             }
-            let due = self.status.steps[index].next_attempt_at.is_none_or(|at| at <= self.now);
+            let due = self.status.steps[index]
+                .next_attempt_at
+                .is_none_or(|at| at <= self.now);
             if due {
                 let next = self.status.steps[index].attempts.len() as u32 + 1;
                 self.status.steps[index].next_attempt_at = None;
@@ -311,13 +440,17 @@ impl Run<'_> {
             }
             AttemptPhase::Running => {
                 if let Some(failure) = self.running_failure(step, &attempt) {
-                    let a = self.attempt_mut(index, attempt.attempt).expect("attempt exists");
+                    let a = self
+                        .attempt_mut(index, attempt.attempt)
+                        .expect("attempt exists");
                     a.phase = AttemptPhase::Stopping;
                     a.failure = Some(failure);
                     return self.progress_step(index);
                 }
                 if attempt.tasks.iter().all(TaskRecord::is_finished) {
-                    if step.definition.needs_essential_containers() && attempt.essential_containers.is_none() {
+                    if step.definition.needs_essential_containers()
+                        && attempt.essential_containers.is_none()
+                    {
                         if self.tick {
                             self.request_task_definition(index, attempt.attempt);
                         }
@@ -331,17 +464,34 @@ impl Run<'_> {
             }
             AttemptPhase::Stopping => {
                 let reason = stop_reason(attempt.failure.as_ref());
-                let cancel_only = attempt.failure.as_ref().is_some_and(|f| f.class == FailureClass::Cancelled);
+                let cancel_only = attempt
+                    .failure
+                    .as_ref()
+                    .is_some_and(|f| f.class == FailureClass::Cancelled);
                 for task in attempt.tasks.iter().filter(|t| !t.is_finished()) {
-                    let resend = task.stop_request.as_ref().is_some_and(|r| !r.acknowledged) && self.tick;
+                    let resend =
+                        task.stop_request.as_ref().is_some_and(|r| !r.acknowledged) && self.tick;
                     if task.stop_request.is_none() || resend {
-                        self.request_stop(index, attempt.attempt, attempt.cluster.clone(), &task.task_arn, &reason);
+                        self.request_stop(
+                            index,
+                            attempt.attempt,
+                            attempt.cluster.clone(),
+                            &task.task_arn,
+                            &reason,
+                        );
                     }
                 }
-                let attempt = self.status.steps[index].attempts.last().cloned().expect("attempt exists");
+                let attempt = self.status.steps[index]
+                    .attempts
+                    .last()
+                    .cloned()
+                    .expect("attempt exists");
                 // A cancelled run ends once every stop is acknowledged; otherwise wait for STOPPED so
                 // a retry never overlaps its predecessor and the final exit codes are recorded.
-                let done = attempt.tasks.iter().all(|t| t.is_finished() || (cancel_only && t.stop_request.as_ref().is_some_and(|r| r.acknowledged)));
+                let done = attempt.tasks.iter().all(|t| {
+                    t.is_finished()
+                        || (cancel_only && t.stop_request.as_ref().is_some_and(|r| r.acknowledged))
+                });
                 if done {
                     return self.end_attempt_failed(index, attempt.attempt);
                 }
@@ -358,26 +508,43 @@ impl Run<'_> {
             return Some(cancelled_failure(self.status.cancel.as_ref()));
         }
         let policy = step.definition.success_policy();
-        let essential_known = !step.definition.needs_essential_containers() || attempt.essential_containers.is_some();
+        let essential_known =
+            !step.definition.needs_essential_containers() || attempt.essential_containers.is_some();
         if essential_known {
             let essential = attempt.essential_containers.as_deref();
-            if let Some(failure) = attempt.tasks.iter().filter(|t| t.is_finished()).find_map(|t| judge_task(t, &policy, essential)) {
+            if let Some(failure) = attempt
+                .tasks
+                .iter()
+                .filter(|t| t.is_finished())
+                .find_map(|t| judge_task(t, &policy, essential))
+            {
                 return Some(failure);
             }
         }
         let timeout = step.definition.timeout_seconds?;
-        let deadline = attempt.launched_at?.checked_add(Duration::from_secs(timeout)).ok()?;
+        let deadline = attempt
+            .launched_at?
+            .checked_add(Duration::from_secs(timeout))
+            .ok()?;
         (self.now >= deadline).then(|| Failure {
             class: FailureClass::Timeout,
             reason: "DeadlineExceeded".into(),
-            message: format!("the step's tasks ran longer than its timeout of {timeout}s and were stopped"),
+            message: format!(
+                "the step's tasks ran longer than its timeout of {timeout}s and were stopped"
+            ),
         })
     }
 
     fn start_attempt(&mut self, index: usize, number: u32) {
         let step = &self.plan.steps[index];
         let params = &step.definition.parameters;
-        let identity = launch_identity(params.started_by.as_deref(), &self.status.run_id, index, &step.name, number);
+        let identity = launch_identity(
+            params.started_by.as_deref(),
+            &self.status.run_id,
+            index,
+            &step.name,
+            number,
+        );
         self.status.steps[index].attempts.push(Attempt {
             attempt: number,
             client_token: identity.client_token.clone(),
@@ -394,49 +561,106 @@ impl Run<'_> {
             essential_containers: None,
             failure: None,
         });
-        self.events.push(RunEvent::StepStarted { step: index, attempt: number });
+        self.events.push(RunEvent::StepStarted {
+            step: index,
+            attempt: number,
+        });
         self.push_launch(index, number);
     }
 
     fn push_launch(&mut self, index: usize, number: u32) {
         let step = &self.plan.steps[index];
         let params = &step.definition.parameters;
-        let identity = launch_identity(params.started_by.as_deref(), &self.status.run_id, index, &step.name, number);
+        let identity = launch_identity(
+            params.started_by.as_deref(),
+            &self.status.run_id,
+            index,
+            &step.name,
+            number,
+        );
         self.answered.insert((index, number));
-        self.actions.push(Action::Launch { step: index, attempt: number, parameters: Box::new(params.clone()), identity });
+        self.actions.push(Action::Launch {
+            step: index,
+            attempt: number,
+            parameters: Box::new(params.clone()),
+            identity,
+        });
     }
 
     fn request_task_definition(&mut self, index: usize, number: u32) {
-        if !self.plan.steps[index].definition.needs_essential_containers() {
+        if !self.plan.steps[index]
+            .definition
+            .needs_essential_containers()
+        {
             return;
         }
-        let Some(a) = self.status.steps[index].attempts.iter().find(|a| a.attempt == number) else { return };
+        let Some(a) = self.status.steps[index]
+            .attempts
+            .iter()
+            .find(|a| a.attempt == number)
+        else {
+            return;
+        };
         if a.essential_containers.is_some() {
             return;
         }
         if let Some(task_definition) = a.tasks.iter().find_map(|t| t.task_definition_arn.clone()) {
-            self.actions.push(Action::DescribeTaskDefinition { step: index, attempt: number, task_definition });
+            self.actions.push(Action::DescribeTaskDefinition {
+                step: index,
+                attempt: number,
+                task_definition,
+            });
         }
     }
 
-    fn request_stop(&mut self, index: usize, number: u32, cluster: Option<String>, arn: &str, reason: &str) {
+    fn request_stop(
+        &mut self,
+        index: usize,
+        number: u32,
+        cluster: Option<String>,
+        arn: &str,
+        reason: &str,
+    ) {
         let now = self.now;
-        if let Some(task) = self.attempt_mut(index, number).and_then(|a| a.tasks.iter_mut().find(|t| t.task_arn == arn)) {
-            if task.stop_request.is_none() {
-                task.stop_request = Some(StopRequest { reason: reason.to_owned(), requested_at: now, acknowledged: false });
-                self.events.push(RunEvent::StopRequested { step: index, attempt: number, task_arn: arn.to_owned(), reason: reason.to_owned() });
-            }
+        if let Some(task) = self
+            .attempt_mut(index, number)
+            .and_then(|a| a.tasks.iter_mut().find(|t| t.task_arn == arn))
+            && task.stop_request.is_none()
+        {
+            task.stop_request = Some(StopRequest {
+                reason: reason.to_owned(),
+                requested_at: now,
+                acknowledged: false,
+            });
+            self.events.push(RunEvent::StopRequested {
+                step: index,
+                attempt: number,
+                task_arn: arn.to_owned(),
+                reason: reason.to_owned(),
+            });
         }
-        self.actions.push(Action::StopTask { cluster, task_arn: arn.to_owned(), reason: reason.to_owned() });
+        self.actions.push(Action::StopTask {
+            cluster,
+            task_arn: arn.to_owned(),
+            reason: reason.to_owned(),
+        });
     }
 
     fn describe_unfinished(&mut self, attempt: &Attempt) {
         if !self.tick {
             return;
         }
-        let arns: Vec<String> = attempt.tasks.iter().filter(|t| !t.is_finished()).map(|t| t.task_arn.clone()).collect();
+        let arns: Vec<String> = attempt
+            .tasks
+            .iter()
+            .filter(|t| !t.is_finished())
+            .map(|t| t.task_arn.clone())
+            .collect();
         for chunk in arns.chunks(DESCRIBE_BATCH) {
-            self.actions.push(Action::Describe { cluster: attempt.cluster.clone(), task_arns: chunk.to_vec() });
+            self.actions.push(Action::Describe {
+                cluster: attempt.cluster.clone(),
+                task_arns: chunk.to_vec(),
+            });
         }
     }
 
@@ -449,27 +673,48 @@ impl Run<'_> {
         let s = &mut self.status.steps[index];
         s.phase = StepPhase::Succeeded;
         s.completion_time = Some(now);
-        self.events.push(RunEvent::StepSucceeded { step: index, attempt: number });
+        self.events.push(RunEvent::StepSucceeded {
+            step: index,
+            attempt: number,
+        });
     }
 
     /// The attempt is over and failed: retry if the policy says so, else fail the step.
     fn end_attempt_failed(&mut self, index: usize, number: u32) -> bool {
         let now = self.now;
         let failure = {
-            let Some(a) = self.attempt_mut(index, number) else { return false };
+            let Some(a) = self.attempt_mut(index, number) else {
+                return false;
+            };
             a.phase = AttemptPhase::Failed;
             a.finished_at = Some(now);
-            a.failure.clone().unwrap_or_else(|| Failure { class: FailureClass::Infrastructure, reason: "Unknown".into(), message: "the attempt failed".into() })
+            a.failure.clone().unwrap_or_else(|| Failure {
+                class: FailureClass::Infrastructure,
+                reason: "Unknown".into(),
+                message: "the attempt failed".into(),
+            })
         };
-        self.events.push(RunEvent::AttemptFailed { step: index, attempt: number, failure: failure.clone() });
+        self.events.push(RunEvent::AttemptFailed {
+            step: index,
+            attempt: number,
+            failure: failure.clone(),
+        });
         let definition = &self.plan.steps[index].definition;
-        if let Some(retry) = definition.retry.as_ref().filter(|_| self.status.cancel.is_none()) {
+        if let Some(retry) = definition
+            .retry
+            .as_ref()
+            .filter(|_| self.status.cancel.is_none())
+        {
             let retryable = retry.on.iter().any(|on| retry_class(*on) == failure.class);
             if retryable && number <= retry.limit {
                 let seed = crate::identity::client_token(&self.status.run_id, index, number + 1);
                 let at = self.later(retry_delay(&retry.backoff, number, &seed));
                 self.status.steps[index].next_attempt_at = Some(at);
-                self.events.push(RunEvent::RetryScheduled { step: index, next_attempt: number + 1, at });
+                self.events.push(RunEvent::RetryScheduled {
+                    step: index,
+                    next_attempt: number + 1,
+                    at,
+                });
                 return false;
             }
         }
@@ -478,27 +723,55 @@ impl Run<'_> {
     }
 
     fn fail_step(&mut self, index: usize, failure: Failure) {
-        let ignored = self.plan.steps[index].definition.ignore_failure && failure.class != FailureClass::Cancelled;
+        let ignored = self.plan.steps[index].definition.ignore_failure
+            && failure.class != FailureClass::Cancelled;
         let s = &mut self.status.steps[index];
         s.phase = StepPhase::Failed;
         s.completion_time = Some(self.now);
         s.failure = Some(failure.clone());
         s.failure_ignored = ignored;
         s.next_attempt_at = None;
-        self.events.push(RunEvent::StepFailed { step: index, failure, ignored });
+        self.events.push(RunEvent::StepFailed {
+            step: index,
+            failure,
+            ignored,
+        });
     }
 
     fn end_run(&mut self) {
-        let failed = self.status.steps.iter().find(|s| s.phase == StepPhase::Failed && !s.failure_ignored);
+        let failed = self
+            .status
+            .steps
+            .iter()
+            .find(|s| s.phase == StepPhase::Failed && !s.failure_ignored);
         let (phase, message) = match failed {
             Some(s) => {
                 let f = s.failure.as_ref();
-                (RunPhase::Failed, format!("step {} failed: {}", s.name, f.map(|f| f.message.as_str()).unwrap_or("")))
+                (
+                    RunPhase::Failed,
+                    format!(
+                        "step {} failed: {}",
+                        s.name,
+                        f.map(|f| f.message.as_str()).unwrap_or("")
+                    ),
+                )
             }
             None => {
-                let ignored = self.status.steps.iter().filter(|s| s.failure_ignored).count();
-                let note = if ignored > 0 { format!(" ({ignored} failure(s) ignored)") } else { String::new() };
-                (RunPhase::Succeeded, format!("all {} steps done{note}", self.status.steps.len()))
+                let ignored = self
+                    .status
+                    .steps
+                    .iter()
+                    .filter(|s| s.failure_ignored)
+                    .count();
+                let note = if ignored > 0 {
+                    format!(" ({ignored} failure(s) ignored)")
+                } else {
+                    String::new()
+                };
+                (
+                    RunPhase::Succeeded,
+                    format!("all {} steps done{note}", self.status.steps.len()),
+                )
             }
         };
         self.status.phase = phase;
@@ -513,7 +786,13 @@ impl Run<'_> {
         let poll = self.later(Duration::from_secs(self.plan.poll_interval_seconds.max(1)));
         let mut wake: Option<Timestamp> = None;
         let mut at = |t: Timestamp| wake = Some(wake.map_or(t, |w| w.min(t)));
-        for (index, s) in self.status.steps.iter().enumerate().filter(|(_, s)| !s.phase.is_terminal()) {
+        for (index, s) in self
+            .status
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.phase.is_terminal())
+        {
             if let Some(t) = s.next_attempt_at {
                 at(t);
             }
@@ -523,10 +802,10 @@ impl Run<'_> {
                     _ => at(poll),
                 }
                 let timeout = self.plan.steps[index].definition.timeout_seconds;
-                if let (Some(secs), Some(launched)) = (timeout, a.launched_at) {
-                    if let Ok(deadline) = launched.checked_add(Duration::from_secs(secs)) {
-                        at(deadline.max(self.now));
-                    }
+                if let (Some(secs), Some(launched)) = (timeout, a.launched_at)
+                    && let Ok(deadline) = launched.checked_add(Duration::from_secs(secs))
+                {
+                    at(deadline.max(self.now));
                 }
             }
         }
@@ -548,7 +827,11 @@ fn launch_failure(response: &LaunchResponse) -> Option<Failure> {
         return None;
     }
     if response.failures.is_empty() {
-        return Some(Failure { class: FailureClass::Launch, reason: "NoTaskStarted".into(), message: "RunTask started no task and reported no failure".into() });
+        return Some(Failure {
+            class: FailureClass::Launch,
+            reason: "NoTaskStarted".into(),
+            message: "RunTask started no task and reported no failure".into(),
+        });
     }
     let describe = |f: &EcsFailure| {
         let mut text = f.reason.clone().unwrap_or_else(|| "unknown reason".into());
@@ -563,7 +846,10 @@ fn launch_failure(response: &LaunchResponse) -> Option<Failure> {
     let reasons: Vec<String> = response.failures.iter().map(describe).collect();
     Some(Failure {
         class: FailureClass::Launch,
-        reason: response.failures[0].reason.clone().unwrap_or_else(|| "RunTaskFailure".into()),
+        reason: response.failures[0]
+            .reason
+            .clone()
+            .unwrap_or_else(|| "RunTaskFailure".into()),
         message: format!(
             "RunTask could not start {} task(s): {}",
             response.failures.len(),
@@ -574,7 +860,11 @@ fn launch_failure(response: &LaunchResponse) -> Option<Failure> {
 
 fn cancelled_failure(cancel: Option<&CancelRequest>) -> Failure {
     let reason = cancel.map(|c| c.reason.as_str()).unwrap_or("cancelled");
-    Failure { class: FailureClass::Cancelled, reason: "Cancelled".into(), message: format!("the run was cancelled: {reason}") }
+    Failure {
+        class: FailureClass::Cancelled,
+        reason: "Cancelled".into(),
+        message: format!("the run was cancelled: {reason}"),
+    }
 }
 
 /// The reason given to StopTask; ECS shows it as the task's stoppedReason.

@@ -15,7 +15,9 @@ use crate::engine::advance;
 use crate::observation::{ApiError, DescribeResponse, EcsFailure, LaunchResponse, Observation};
 use crate::plan::{Plan, PlannedStep};
 use crate::run_task::RunTaskParameters;
-use crate::status::{AttemptPhase, ContainerRecord, FailureClass, RunPhase, RunStatus, StepPhase, TaskRecord};
+use crate::status::{
+    AttemptPhase, ContainerRecord, FailureClass, RunPhase, RunStatus, StepPhase, TaskRecord,
+};
 use crate::step::{Backoff, RetryOn, RetryPolicy, StepDefinition, StepType};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -32,7 +34,12 @@ pub enum Outcome {
 #[derive(Default)]
 struct FakeEcs {
     honours_client_token: bool,
-    tasks: Vec<(TaskRecord, String /* startedBy */, u32 /* ticks left */, Outcome)>,
+    tasks: Vec<(
+        TaskRecord,
+        String, /* startedBy */
+        u32,    /* ticks left */
+        Outcome,
+    )>,
     launches_by_token: HashMap<String, Vec<String>>,
     run_task_calls: u32,
     /// Outcome per (step, attempt); default success.
@@ -43,22 +50,57 @@ struct FakeEcs {
 impl FakeEcs {
     fn execute(&mut self, action: &Action) -> Observation {
         match action {
-            Action::Launch { step, attempt, parameters, identity } => {
+            Action::Launch {
+                step,
+                attempt,
+                parameters,
+                identity,
+            } => {
                 self.run_task_calls += 1;
-                let (outcome, ticks) = self.script.get(&(*step, *attempt)).copied().unwrap_or((Outcome::Exit(0), 2));
+                let (outcome, ticks) = self
+                    .script
+                    .get(&(*step, *attempt))
+                    .copied()
+                    .unwrap_or((Outcome::Exit(0), 2));
                 if outcome == Outcome::Throttled && self.run_task_calls % 2 == 1 {
-                    let e = ApiError { transient: true, code: "ThrottlingException".into(), message: "Rate exceeded".into() };
-                    return Observation::Launched { step: *step, attempt: *attempt, outcome: Err(e) };
+                    let e = ApiError {
+                        transient: true,
+                        code: "ThrottlingException".into(),
+                        message: "Rate exceeded".into(),
+                    };
+                    return Observation::Launched {
+                        step: *step,
+                        attempt: *attempt,
+                        outcome: Err(e),
+                    };
                 }
                 if outcome == Outcome::LaunchFailure {
-                    let failures = vec![EcsFailure { arn: None, reason: Some("RESOURCE:MEMORY".into()), detail: None }];
-                    return Observation::Launched { step: *step, attempt: *attempt, outcome: Ok(LaunchResponse { tasks: vec![], failures }) };
+                    let failures = vec![EcsFailure {
+                        arn: None,
+                        reason: Some("RESOURCE:MEMORY".into()),
+                        detail: None,
+                    }];
+                    return Observation::Launched {
+                        step: *step,
+                        attempt: *attempt,
+                        outcome: Ok(LaunchResponse {
+                            tasks: vec![],
+                            failures,
+                        }),
+                    };
                 }
-                if self.honours_client_token {
-                    if let Some(arns) = self.launches_by_token.get(&identity.client_token) {
-                        let tasks = arns.iter().map(|a| self.snapshot(a)).collect();
-                        return Observation::Launched { step: *step, attempt: *attempt, outcome: Ok(LaunchResponse { tasks, failures: vec![] }) };
-                    }
+                if self.honours_client_token
+                    && let Some(arns) = self.launches_by_token.get(&identity.client_token)
+                {
+                    let tasks = arns.iter().map(|a| self.snapshot(a)).collect();
+                    return Observation::Launched {
+                        step: *step,
+                        attempt: *attempt,
+                        outcome: Ok(LaunchResponse {
+                            tasks,
+                            failures: vec![],
+                        }),
+                    };
                 }
                 let count = parameters.count.unwrap_or(1);
                 let mut arns = Vec::new();
@@ -71,40 +113,83 @@ impl FakeEcs {
                         last_status: Some("PROVISIONING".into()),
                         ..Default::default()
                     };
-                    self.tasks.push((record, identity.started_by.clone(), ticks, outcome));
+                    self.tasks
+                        .push((record, identity.started_by.clone(), ticks, outcome));
                     arns.push(arn);
                 }
-                self.launches_by_token.entry(identity.client_token.clone()).or_default().extend(arns.clone());
+                self.launches_by_token
+                    .entry(identity.client_token.clone())
+                    .or_default()
+                    .extend(arns.clone());
                 let tasks = arns.iter().map(|a| self.snapshot(a)).collect();
-                Observation::Launched { step: *step, attempt: *attempt, outcome: Ok(LaunchResponse { tasks, failures: vec![] }) }
+                Observation::Launched {
+                    step: *step,
+                    attempt: *attempt,
+                    outcome: Ok(LaunchResponse {
+                        tasks,
+                        failures: vec![],
+                    }),
+                }
             }
-            Action::Lookup { step, attempt, started_by, .. } => {
-                let tasks = self.tasks.iter().filter(|t| &t.1 == started_by).map(|t| t.0.clone()).collect();
-                Observation::LookedUp { step: *step, attempt: *attempt, outcome: Ok(tasks) }
+            Action::Lookup {
+                step,
+                attempt,
+                started_by,
+                ..
+            } => {
+                let tasks = self
+                    .tasks
+                    .iter()
+                    .filter(|t| &t.1 == started_by)
+                    .map(|t| t.0.clone())
+                    .collect();
+                Observation::LookedUp {
+                    step: *step,
+                    attempt: *attempt,
+                    outcome: Ok(tasks),
+                }
             }
             Action::Describe { task_arns, .. } => {
                 let tasks = task_arns.iter().map(|a| self.snapshot(a)).collect();
-                Observation::Described { outcome: Ok(DescribeResponse { tasks, missing: vec![] }) }
-            }
-            Action::StopTask { task_arn, reason, .. } => {
-                if let Some(t) = self.tasks.iter_mut().find(|t| &t.0.task_arn == task_arn) {
-                    if t.0.last_status.as_deref() != Some("STOPPED") {
-                        t.0.last_status = Some("STOPPED".into());
-                        t.0.stop_code = Some("UserInitiated".into());
-                        t.0.stopped_reason = Some(reason.clone());
-                        t.0.containers = vec![container(Some(143))];
-                    }
+                Observation::Described {
+                    outcome: Ok(DescribeResponse {
+                        tasks,
+                        missing: vec![],
+                    }),
                 }
-                Observation::StopAnswered { task_arn: task_arn.clone(), outcome: Ok(()) }
+            }
+            Action::StopTask {
+                task_arn, reason, ..
+            } => {
+                if let Some(t) = self.tasks.iter_mut().find(|t| &t.0.task_arn == task_arn)
+                    && t.0.last_status.as_deref() != Some("STOPPED")
+                {
+                    t.0.last_status = Some("STOPPED".into());
+                    t.0.stop_code = Some("UserInitiated".into());
+                    t.0.stopped_reason = Some(reason.clone());
+                    t.0.containers = vec![container(Some(143))];
+                }
+                Observation::StopAnswered {
+                    task_arn: task_arn.clone(),
+                    outcome: Ok(()),
+                }
             }
             Action::DescribeTaskDefinition { step, attempt, .. } => {
-                Observation::TaskDefinitionDescribed { step: *step, attempt: *attempt, outcome: Ok(vec!["app".into()]) }
+                Observation::TaskDefinitionDescribed {
+                    step: *step,
+                    attempt: *attempt,
+                    outcome: Ok(vec!["app".into()]),
+                }
             }
         }
     }
 
     fn snapshot(&self, arn: &str) -> TaskRecord {
-        self.tasks.iter().find(|t| t.0.task_arn == arn).map(|t| t.0.clone()).unwrap_or_default()
+        self.tasks
+            .iter()
+            .find(|t| t.0.task_arn == arn)
+            .map(|t| t.0.clone())
+            .unwrap_or_default()
     }
 
     /// Time passes: running tasks get closer to their end.
@@ -139,7 +224,12 @@ impl FakeEcs {
 }
 
 fn container(exit_code: Option<i32>) -> ContainerRecord {
-    ContainerRecord { name: "app".into(), exit_code, reason: None, last_status: Some("STOPPED".into()) }
+    ContainerRecord {
+        name: "app".into(),
+        exit_code,
+        reason: None,
+        last_status: Some("STOPPED".into()),
+    }
 }
 
 fn step(name: &str) -> PlannedStep {
@@ -147,7 +237,11 @@ fn step(name: &str) -> PlannedStep {
         name: name.into(),
         definition: StepDefinition {
             step_type: StepType::EcsTask,
-            parameters: RunTaskParameters { task_definition: format!("{name}:1"), cluster: Some("c".into()), ..Default::default() },
+            parameters: RunTaskParameters {
+                task_definition: format!("{name}:1"),
+                cluster: Some("c".into()),
+                ..Default::default()
+            },
             ignore_failure: false,
             active: true,
             timeout_seconds: None,
@@ -172,13 +266,26 @@ struct Simulation {
 /// Runs `plan` to the end. `crashes` lists action counts at which the runner dies: the results of
 /// that batch are lost (the action itself ran if `crash_after` says so), and it restarts from the
 /// last persisted status.
-fn simulate(plan: &Plan, ecs: FakeEcs, crashes: &[(u32, bool)], cancel_at_round: Option<u32>) -> Simulation {
-    let mut sim = Simulation { ecs, status: RunStatus::new("run-1".into(), plan), events: vec![], launches: vec![], now: t0() };
+fn simulate(
+    plan: &Plan,
+    ecs: FakeEcs,
+    crashes: &[(u32, bool)],
+    cancel_at_round: Option<u32>,
+) -> Simulation {
+    let mut sim = Simulation {
+        ecs,
+        status: RunStatus::new("run-1".into(), plan),
+        events: vec![],
+        launches: vec![],
+        now: t0(),
+    };
     let mut observations = vec![Observation::Tick];
     let mut actions_done = 0u32;
     for round in 0..2000 {
         if cancel_at_round == Some(round) {
-            observations.push(Observation::CancelRequested { reason: "test".into() });
+            observations.push(Observation::CancelRequested {
+                reason: "test".into(),
+            });
         }
         let previous = sim.status.clone();
         let decision = advance(plan, &previous, &observations, sim.now);
@@ -186,7 +293,13 @@ fn simulate(plan: &Plan, ecs: FakeEcs, crashes: &[(u32, bool)], cancel_at_round:
         sim.status = decision.status; // persisted before acting
         sim.events.extend(decision.events);
         if sim.status.is_finished() {
-            assert!(decision.actions.is_empty() || decision.actions.iter().all(|a| matches!(a, Action::StopTask { .. })));
+            assert!(
+                decision.actions.is_empty()
+                    || decision
+                        .actions
+                        .iter()
+                        .all(|a| matches!(a, Action::StopTask { .. }))
+            );
             break;
         }
         observations = Vec::new();
@@ -216,7 +329,11 @@ fn simulate(plan: &Plan, ecs: FakeEcs, crashes: &[(u32, bool)], cancel_at_round:
             observations.push(Observation::Tick);
         }
     }
-    assert!(sim.status.is_finished(), "the run did not finish: {:#?}", sim.status);
+    assert!(
+        sim.status.is_finished(),
+        "the run did not finish: {:#?}",
+        sim.status
+    );
     sim
 }
 
@@ -236,18 +353,37 @@ fn check_invariants(before: &RunStatus, after: &RunStatus) {
                 assert_eq!(ba, aa, "a finished attempt changed");
             }
             for bt in ba.tasks.iter().filter(|t| t.is_finished()) {
-                let at = aa.tasks.iter().find(|t| t.task_arn == bt.task_arn).expect("a task disappeared");
-                assert_eq!((bt.stop_code.clone(), bt.containers.clone()), (at.stop_code.clone(), at.containers.clone()));
+                let at = aa
+                    .tasks
+                    .iter()
+                    .find(|t| t.task_arn == bt.task_arn)
+                    .expect("a task disappeared");
+                assert_eq!(
+                    (bt.stop_code.clone(), bt.containers.clone()),
+                    (at.stop_code.clone(), at.containers.clone())
+                );
             }
         }
-        assert!(a.attempts.len() >= b.attempts.len(), "attempts were forgotten");
+        assert!(
+            a.attempts.len() >= b.attempts.len(),
+            "attempts were forgotten"
+        );
     }
     // Strict order: a step has attempts only if every earlier step is done, and none after a failure.
     for (i, s) in after.steps.iter().enumerate() {
         if !s.attempts.is_empty() {
             for earlier in &after.steps[..i] {
-                assert!(earlier.phase.is_terminal(), "step {} started before {} finished", s.name, earlier.name);
-                assert!(earlier.phase != StepPhase::Failed || earlier.failure_ignored, "step {} started after a failure", s.name);
+                assert!(
+                    earlier.phase.is_terminal(),
+                    "step {} started before {} finished",
+                    s.name,
+                    earlier.name
+                );
+                assert!(
+                    earlier.phase != StepPhase::Failed || earlier.failure_ignored,
+                    "step {} started after a failure",
+                    s.name
+                );
             }
         }
         // At most one live attempt per step, and attempts numbered 1..n.
@@ -282,7 +418,11 @@ fn a_failing_step_stops_the_run_and_later_steps_never_launch() {
     assert!(sim.status.steps[2].attempts.is_empty());
     let failure = sim.status.steps[1].failure.clone().unwrap();
     assert_eq!(failure.class, FailureClass::ExitCode);
-    assert!(failure.message.contains("exited with 3"), "{}", failure.message);
+    assert!(
+        failure.message.contains("exited with 3"),
+        "{}",
+        failure.message
+    );
 }
 
 #[test]
@@ -304,24 +444,45 @@ fn ignore_failure_continues_and_active_false_skips() {
 #[test]
 fn retries_an_infrastructure_failure_then_succeeds_with_a_new_token() {
     let mut a = step("a");
-    a.definition.retry = Some(RetryPolicy { limit: 2, on: vec![RetryOn::Infrastructure], backoff: Backoff { initial_seconds: 10, max_seconds: 60, factor: 2 } });
+    a.definition.retry = Some(RetryPolicy {
+        limit: 2,
+        on: vec![RetryOn::Infrastructure],
+        backoff: Backoff {
+            initial_seconds: 10,
+            max_seconds: 60,
+            factor: 2,
+        },
+    });
     let plan = plan_of(vec![a]);
     let mut ecs = FakeEcs::default();
-    ecs.script.insert((0, 1), (Outcome::StopCode("SpotInterruption"), 1));
+    ecs.script
+        .insert((0, 1), (Outcome::StopCode("SpotInterruption"), 1));
     let sim = simulate(&plan, ecs, &[], None);
     assert_eq!(sim.status.phase, RunPhase::Succeeded);
     let attempts = &sim.status.steps[0].attempts;
     assert_eq!(attempts.len(), 2);
     assert_ne!(attempts[0].client_token, attempts[1].client_token);
-    assert_eq!(attempts[0].failure.as_ref().unwrap().reason, "SpotInterruption");
-    let gap = attempts[1].created_at.duration_since(attempts[0].finished_at.unwrap());
-    assert!(gap.as_secs() >= 5, "backoff of at least half the initial 10 s, got {gap:?}");
+    assert_eq!(
+        attempts[0].failure.as_ref().unwrap().reason,
+        "SpotInterruption"
+    );
+    let gap = attempts[1]
+        .created_at
+        .duration_since(attempts[0].finished_at.unwrap());
+    assert!(
+        gap.as_secs() >= 5,
+        "backoff of at least half the initial 10 s, got {gap:?}"
+    );
 }
 
 #[test]
 fn exit_code_failures_are_not_retried_unless_asked() {
     let mut a = step("a");
-    a.definition.retry = Some(RetryPolicy { limit: 3, on: vec![RetryOn::Launch, RetryOn::Infrastructure], backoff: Backoff::default() });
+    a.definition.retry = Some(RetryPolicy {
+        limit: 3,
+        on: vec![RetryOn::Launch, RetryOn::Infrastructure],
+        backoff: Backoff::default(),
+    });
     let plan = plan_of(vec![a]);
     let mut ecs = FakeEcs::default();
     ecs.script.insert((0, 1), (Outcome::Exit(1), 1));
@@ -337,7 +498,10 @@ fn launch_failures_carry_the_ecs_reason() {
     ecs.script.insert((0, 1), (Outcome::LaunchFailure, 0));
     let sim = simulate(&plan, ecs, &[], None);
     let f = sim.status.steps[0].failure.clone().unwrap();
-    assert_eq!((f.class, f.reason.as_str()), (FailureClass::Launch, "RESOURCE:MEMORY"));
+    assert_eq!(
+        (f.class, f.reason.as_str()),
+        (FailureClass::Launch, "RESOURCE:MEMORY")
+    );
 }
 
 #[test]
@@ -347,7 +511,11 @@ fn throttling_defers_the_launch_and_never_fails_the_step() {
     ecs.script.insert((0, 1), (Outcome::Throttled, 1));
     let sim = simulate(&plan, ecs, &[], None);
     assert_eq!(sim.status.phase, RunPhase::Succeeded);
-    assert!(sim.events.iter().any(|e| matches!(e, RunEvent::LaunchDeferred { .. })));
+    assert!(
+        sim.events
+            .iter()
+            .any(|e| matches!(e, RunEvent::LaunchDeferred { .. }))
+    );
     assert_eq!(sim.ecs.launches_by_token.len(), 1);
 }
 
@@ -360,10 +528,19 @@ fn a_timeout_stops_the_tasks_and_fails_the_step() {
     ecs.script.insert((0, 1), (Outcome::Exit(0), 100));
     let sim = simulate(&plan, ecs, &[], None);
     let f = sim.status.steps[0].failure.clone().unwrap();
-    assert_eq!((f.class, f.reason.as_str()), (FailureClass::Timeout, "DeadlineExceeded"));
+    assert_eq!(
+        (f.class, f.reason.as_str()),
+        (FailureClass::Timeout, "DeadlineExceeded")
+    );
     let task = &sim.status.steps[0].attempts[0].tasks[0];
-    assert_eq!(task.stop_request.as_ref().unwrap().reason, "sequencer: step timeout exceeded");
-    assert_eq!(task.stopped_reason.as_deref(), Some("sequencer: step timeout exceeded"));
+    assert_eq!(
+        task.stop_request.as_ref().unwrap().reason,
+        "sequencer: step timeout exceeded"
+    );
+    assert_eq!(
+        task.stopped_reason.as_deref(),
+        Some("sequencer: step timeout exceeded")
+    );
 }
 
 #[test]
@@ -385,8 +562,17 @@ fn cancel_stops_running_tasks_and_fails_the_run() {
     ecs.script.insert((0, 1), (Outcome::Exit(0), 50));
     let sim = simulate(&plan, ecs, &[], Some(3));
     assert_eq!(sim.status.phase, RunPhase::Failed);
-    assert_eq!(sim.status.steps[0].failure.as_ref().unwrap().class, FailureClass::Cancelled);
-    assert!(sim.status.steps[0].attempts[0].tasks[0].stop_request.as_ref().unwrap().acknowledged);
+    assert_eq!(
+        sim.status.steps[0].failure.as_ref().unwrap().class,
+        FailureClass::Cancelled
+    );
+    assert!(
+        sim.status.steps[0].attempts[0].tasks[0]
+            .stop_request
+            .as_ref()
+            .unwrap()
+            .acknowledged
+    );
     assert!(sim.status.steps[1].attempts.is_empty());
 }
 
@@ -396,8 +582,15 @@ fn a_crash_right_after_runtask_is_resumed_by_lookup_without_a_second_launch() {
     // Action 1 is the first Launch: it runs, then the runner dies before recording the answer.
     let sim = simulate(&plan, FakeEcs::default(), &[(1, true)], None);
     assert_eq!(sim.status.phase, RunPhase::Succeeded);
-    assert_eq!(sim.ecs.run_task_calls, 1, "the lookup found the task; RunTask was not called again");
-    assert!(sim.events.iter().any(|e| matches!(e, RunEvent::TasksFound { .. })));
+    assert_eq!(
+        sim.ecs.run_task_calls, 1,
+        "the lookup found the task; RunTask was not called again"
+    );
+    assert!(
+        sim.events
+            .iter()
+            .any(|e| matches!(e, RunEvent::TasksFound { .. }))
+    );
 }
 
 #[test]
@@ -405,7 +598,11 @@ fn a_crash_before_runtask_relaunches_with_the_same_token() {
     let plan = plan_of(vec![step("a")]);
     let sim = simulate(&plan, FakeEcs::default(), &[(1, false)], None);
     assert_eq!(sim.status.phase, RunPhase::Succeeded);
-    assert!(sim.events.iter().any(|e| matches!(e, RunEvent::LaunchReissued { .. })));
+    assert!(
+        sim.events
+            .iter()
+            .any(|e| matches!(e, RunEvent::LaunchReissued { .. }))
+    );
     assert_eq!(sim.ecs.launches_by_token.len(), 1);
 }
 

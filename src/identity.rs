@@ -4,6 +4,7 @@
 //!   re-issuing a launch whose answer was lost starts nothing new.
 //! - `startedBy`: ListTasks can filter on it, which is how a resumed run finds tasks it launched
 //!   but never recorded.
+//!
 //! Both depend only on (run id, step index, attempt).
 
 use sha2::{Digest, Sha256};
@@ -23,11 +24,26 @@ pub fn client_token(run_id: &str, step_index: usize, attempt: u32) -> String {
 /// `<label>-<8 hex of the run>-<step number>-<attempt>`, at most 36 characters of `[A-Za-z0-9-_/]`.
 pub fn started_by(label: Option<&str>, run_id: &str, step_index: usize, attempt: u32) -> String {
     let run = format!("{:x}", Sha256::digest(run_id.as_bytes()));
-    format!("{}-{}-{}-{}", label.unwrap_or("seq"), &run[..8], step_index + 1, attempt)
+    format!(
+        "{}-{}-{}-{}",
+        label.unwrap_or("seq"),
+        &run[..8],
+        step_index + 1,
+        attempt
+    )
 }
 
-pub fn launch_identity(label: Option<&str>, run_id: &str, step_index: usize, step_name: &str, attempt: u32) -> LaunchIdentity {
-    let step_value: String = format!("{}:{}", step_index + 1, step_name).chars().take(256).collect();
+pub fn launch_identity(
+    label: Option<&str>,
+    run_id: &str,
+    step_index: usize,
+    step_name: &str,
+    attempt: u32,
+) -> LaunchIdentity {
+    let step_value: String = format!("{}:{}", step_index + 1, step_name)
+        .chars()
+        .take(256)
+        .collect();
     LaunchIdentity {
         client_token: client_token(run_id, step_index, attempt),
         started_by: started_by(label, run_id, step_index, attempt),
@@ -43,7 +59,13 @@ pub fn launch_identity(label: Option<&str>, run_id: &str, step_index: usize, ste
 fn sanitize_tag_value(value: &str) -> String {
     value
         .chars()
-        .map(|c| if c.is_alphanumeric() || " _.:/=+-@".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_alphanumeric() || " _.:/=+-@".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -63,9 +85,17 @@ mod tests {
 
     #[test]
     fn started_by_is_short_and_uses_allowed_characters() {
-        let s = started_by(Some("nightly-etl_v2/abcd"), "3f2a9c1e-0000-4000-8000-123456789abc", 99, 100);
+        let s = started_by(
+            Some("nightly-etl_v2/abcd"),
+            "3f2a9c1e-0000-4000-8000-123456789abc",
+            99,
+            100,
+        );
         assert!(s.len() <= 36, "{s} is {} long", s.len());
-        assert!(s.chars().all(|c| c.is_ascii_alphanumeric() || "-_/".contains(c)));
+        assert!(
+            s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_/".contains(c))
+        );
         assert!(started_by(None, "r", 0, 1).starts_with("seq-"));
     }
 

@@ -9,11 +9,16 @@ use crate::status::{Failure, FailureClass, TaskRecord};
 use crate::step::{ContainerPolicy, ContainerSelection, SuccessPolicy};
 
 /// Stop codes that mean ECS, not the workload, ended the task.
-const INFRASTRUCTURE_STOP_CODES: &[&str] = &["TaskFailedToStart", "SpotInterruption", "TerminationNotice"];
+const INFRASTRUCTURE_STOP_CODES: &[&str] =
+    &["TaskFailedToStart", "SpotInterruption", "TerminationNotice"];
 
 /// `None` when the task succeeded. `essential` lists the task definition's essential containers and
 /// is required (by the engine) before judging under `containers: essential`.
-pub fn judge_task(task: &TaskRecord, policy: &SuccessPolicy, essential: Option<&[String]>) -> Option<Failure> {
+pub fn judge_task(
+    task: &TaskRecord,
+    policy: &SuccessPolicy,
+    essential: Option<&[String]>,
+) -> Option<Failure> {
     let id = short_task_id(&task.task_arn);
     if task.missing {
         return Some(Failure {
@@ -26,19 +31,32 @@ pub fn judge_task(task: &TaskRecord, policy: &SuccessPolicy, essential: Option<&
         });
     }
     let stopped_reason = task.stopped_reason.as_deref().filter(|r| !r.is_empty());
-    if let Some(code) = task.stop_code.as_deref().filter(|c| INFRASTRUCTURE_STOP_CODES.contains(c)) {
+    if let Some(code) = task
+        .stop_code
+        .as_deref()
+        .filter(|c| INFRASTRUCTURE_STOP_CODES.contains(c))
+    {
         let details = container_details(task);
         return Some(Failure {
             class: FailureClass::Infrastructure,
             reason: code.to_owned(),
-            message: format!("task {id} stopped by ECS ({code}): {}{details}", stopped_reason.unwrap_or("no reason given")),
+            message: format!(
+                "task {id} stopped by ECS ({code}): {}{details}",
+                stopped_reason.unwrap_or("no reason given")
+            ),
         });
     }
     let counted: Vec<&str> = match &policy.containers {
-        ContainerSelection::Policy(ContainerPolicy::All) => task.containers.iter().map(|c| c.name.as_str()).collect(),
+        ContainerSelection::Policy(ContainerPolicy::All) => {
+            task.containers.iter().map(|c| c.name.as_str()).collect()
+        }
         ContainerSelection::Policy(ContainerPolicy::Essential) => {
             let essential = essential.unwrap_or_default();
-            task.containers.iter().map(|c| c.name.as_str()).filter(|n| essential.iter().any(|e| e == n)).collect()
+            task.containers
+                .iter()
+                .map(|c| c.name.as_str())
+                .filter(|n| essential.iter().any(|e| e == n))
+                .collect()
         }
         ContainerSelection::Named(names) => names.iter().map(String::as_str).collect(),
     };
@@ -46,7 +64,12 @@ pub fn judge_task(task: &TaskRecord, policy: &SuccessPolicy, essential: Option<&
         return Some(Failure {
             class: FailureClass::ExitCode,
             reason: "NoCountedContainer".into(),
-            message: format!("task {id} reported no container to judge{}", stopped_reason.map(|r| format!(" (stopped: {r})")).unwrap_or_default()),
+            message: format!(
+                "task {id} reported no container to judge{}",
+                stopped_reason
+                    .map(|r| format!(" (stopped: {r})"))
+                    .unwrap_or_default()
+            ),
         });
     }
     let mut problems = Vec::new();
@@ -55,8 +78,14 @@ pub fn judge_task(task: &TaskRecord, policy: &SuccessPolicy, essential: Option<&
             None => problems.push(format!("container {name} is not in the task")),
             Some(c) => match c.exit_code {
                 Some(code) if policy.exit_codes.contains(&code) => {}
-                Some(code) => problems.push(format!("container {name} exited with {code}{}", reason_suffix(c.reason.as_deref()))),
-                None => problems.push(format!("container {name} has no exit code (it never ran, or was killed){}", reason_suffix(c.reason.as_deref()))),
+                Some(code) => problems.push(format!(
+                    "container {name} exited with {code}{}",
+                    reason_suffix(c.reason.as_deref())
+                )),
+                None => problems.push(format!(
+                    "container {name} has no exit code (it never ran, or was killed){}",
+                    reason_suffix(c.reason.as_deref())
+                )),
             },
         }
     }
@@ -65,26 +94,43 @@ pub fn judge_task(task: &TaskRecord, policy: &SuccessPolicy, essential: Option<&
     }
     Some(Failure {
         class: FailureClass::ExitCode,
-        reason: task.stop_code.clone().unwrap_or_else(|| "ContainerExitCode".into()),
+        reason: task
+            .stop_code
+            .clone()
+            .unwrap_or_else(|| "ContainerExitCode".into()),
         message: format!(
             "task {id}: {}{}",
             problems.join("; "),
-            stopped_reason.map(|r| format!(" (stopped: {r})")).unwrap_or_default()
+            stopped_reason
+                .map(|r| format!(" (stopped: {r})"))
+                .unwrap_or_default()
         ),
     })
 }
 
 fn reason_suffix(reason: Option<&str>) -> String {
-    reason.filter(|r| !r.is_empty()).map(|r| format!(" ({r})")).unwrap_or_default()
+    reason
+        .filter(|r| !r.is_empty())
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default()
 }
 
 fn container_details(task: &TaskRecord) -> String {
     let parts: Vec<String> = task
         .containers
         .iter()
-        .filter_map(|c| c.reason.as_deref().filter(|r| !r.is_empty()).map(|r| format!("{}: {r}", c.name)))
+        .filter_map(|c| {
+            c.reason
+                .as_deref()
+                .filter(|r| !r.is_empty())
+                .map(|r| format!("{}: {r}", c.name))
+        })
         .collect();
-    if parts.is_empty() { String::new() } else { format!(" [{}]", parts.join("; ")) }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" [{}]", parts.join("; "))
+    }
 }
 
 /// The task id at the end of an ARN, for messages.
@@ -106,31 +152,55 @@ mod tests {
             stopped_reason: Some("Essential container in task exited".into()),
             containers: containers
                 .iter()
-                .map(|(n, code)| ContainerRecord { name: (*n).into(), exit_code: *code, reason: None, last_status: Some("STOPPED".into()) })
+                .map(|(n, code)| ContainerRecord {
+                    name: (*n).into(),
+                    exit_code: *code,
+                    reason: None,
+                    last_status: Some("STOPPED".into()),
+                })
                 .collect(),
             ..Default::default()
         }
     }
 
     fn policy(containers: ContainerSelection, exit_codes: Vec<i32>) -> SuccessPolicy {
-        SuccessPolicy { containers, exit_codes }
+        SuccessPolicy {
+            containers,
+            exit_codes,
+        }
     }
 
     #[test]
     fn all_containers_zero_is_success() {
-        let t = task(Some("EssentialContainerExited"), &[("app", Some(0)), ("log", Some(0))]);
+        let t = task(
+            Some("EssentialContainerExited"),
+            &[("app", Some(0)), ("log", Some(0))],
+        );
         assert_eq!(judge_task(&t, &SuccessPolicy::default_policy(), None), None);
     }
 
     #[test]
     fn a_sidecar_exit_fails_under_all_but_not_under_named_or_essential() {
-        let t = task(Some("EssentialContainerExited"), &[("app", Some(0)), ("log", Some(137))]);
+        let t = task(
+            Some("EssentialContainerExited"),
+            &[("app", Some(0)), ("log", Some(137))],
+        );
         let f = judge_task(&t, &SuccessPolicy::default_policy(), None).unwrap();
         assert_eq!(f.class, FailureClass::ExitCode);
-        assert!(f.message.contains("container log exited with 137"), "{}", f.message);
-        let named = policy(ContainerSelection::Named(vec!["app".into()]), default_exit_codes());
+        assert!(
+            f.message.contains("container log exited with 137"),
+            "{}",
+            f.message
+        );
+        let named = policy(
+            ContainerSelection::Named(vec!["app".into()]),
+            default_exit_codes(),
+        );
         assert_eq!(judge_task(&t, &named, None), None);
-        let essential = policy(ContainerSelection::Policy(ContainerPolicy::Essential), default_exit_codes());
+        let essential = policy(
+            ContainerSelection::Policy(ContainerPolicy::Essential),
+            default_exit_codes(),
+        );
         assert_eq!(judge_task(&t, &essential, Some(&["app".to_owned()])), None);
     }
 
@@ -146,26 +216,46 @@ mod tests {
     fn infrastructure_stop_codes_win_over_exit_codes() {
         let t = task(Some("SpotInterruption"), &[("app", Some(0))]);
         let f = judge_task(&t, &SuccessPolicy::default_policy(), None).unwrap();
-        assert_eq!((f.class, f.reason.as_str()), (FailureClass::Infrastructure, "SpotInterruption"));
+        assert_eq!(
+            (f.class, f.reason.as_str()),
+            (FailureClass::Infrastructure, "SpotInterruption")
+        );
     }
 
     #[test]
     fn chosen_success_codes_are_honoured() {
         let t = task(None, &[("app", Some(3))]);
-        assert_eq!(judge_task(&t, &policy(ContainerSelection::default(), vec![0, 3]), None), None);
+        assert_eq!(
+            judge_task(&t, &policy(ContainerSelection::default(), vec![0, 3]), None),
+            None
+        );
         assert!(judge_task(&t, &SuccessPolicy::default_policy(), None).is_some());
     }
 
     #[test]
     fn a_named_container_absent_from_the_task_fails() {
         let t = task(None, &[("app", Some(0))]);
-        let f = judge_task(&t, &policy(ContainerSelection::Named(vec!["db".into()]), vec![0]), None).unwrap();
+        let f = judge_task(
+            &t,
+            &policy(ContainerSelection::Named(vec!["db".into()]), vec![0]),
+            None,
+        )
+        .unwrap();
         assert!(f.message.contains("container db is not in the task"));
     }
 
     #[test]
     fn missing_task_is_an_infrastructure_failure() {
-        let t = TaskRecord { task_arn: "arn/x".into(), missing: true, ..Default::default() };
-        assert_eq!(judge_task(&t, &SuccessPolicy::default_policy(), None).unwrap().class, FailureClass::Infrastructure);
+        let t = TaskRecord {
+            task_arn: "arn/x".into(),
+            missing: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            judge_task(&t, &SuccessPolicy::default_policy(), None)
+                .unwrap()
+                .class,
+            FailureClass::Infrastructure
+        );
     }
 }

@@ -10,15 +10,32 @@ pub enum Observation {
     /// Stop the run (Ctrl-C, SIGTERM, deletion of a Sequence).
     CancelRequested { reason: String },
     /// The answer to `Action::Launch`.
-    Launched { step: usize, attempt: u32, outcome: Result<LaunchResponse, ApiError> },
+    Launched {
+        step: usize,
+        attempt: u32,
+        outcome: Result<LaunchResponse, ApiError>,
+    },
     /// The answer to `Action::Lookup`: the tasks that carry the attempt's startedBy.
-    LookedUp { step: usize, attempt: u32, outcome: Result<Vec<TaskRecord>, ApiError> },
+    LookedUp {
+        step: usize,
+        attempt: u32,
+        outcome: Result<Vec<TaskRecord>, ApiError>,
+    },
     /// The answer to `Action::Describe`.
-    Described { outcome: Result<DescribeResponse, ApiError> },
+    Described {
+        outcome: Result<DescribeResponse, ApiError>,
+    },
     /// The answer to `Action::Stop`.
-    StopAnswered { task_arn: String, outcome: Result<(), ApiError> },
+    StopAnswered {
+        task_arn: String,
+        outcome: Result<(), ApiError>,
+    },
     /// The answer to `Action::DescribeTaskDefinition`: names of the essential containers.
-    TaskDefinitionDescribed { step: usize, attempt: u32, outcome: Result<Vec<String>, ApiError> },
+    TaskDefinitionDescribed {
+        step: usize,
+        attempt: u32,
+        outcome: Result<Vec<String>, ApiError>,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

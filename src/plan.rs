@@ -23,7 +23,10 @@ pub struct Plan {
 
 impl Plan {
     pub fn new(steps: Vec<PlannedStep>) -> Self {
-        Plan { steps, poll_interval_seconds: DEFAULT_POLL_INTERVAL_SECONDS }
+        Plan {
+            steps,
+            poll_interval_seconds: DEFAULT_POLL_INTERVAL_SECONDS,
+        }
     }
 
     /// A digest of the steps, recorded in the run's status: a resumed run refuses a changed plan.

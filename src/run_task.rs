@@ -56,7 +56,11 @@ pub struct RunTaskParameters {
     /// restart; without it the prefix is `seq`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
-    #[serde(default, rename = "enableECSManagedTags", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "enableECSManagedTags",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_ecs_managed_tags: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enable_execute_command: Option<bool>,
@@ -256,7 +260,11 @@ pub struct Tag {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TaskVolumeConfiguration {
     pub name: String,
-    #[serde(default, rename = "managedEBSVolume", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "managedEBSVolume",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_ebs_volume: Option<ManagedEbsVolume>,
 }
 
@@ -342,7 +350,12 @@ pub fn request_json(params: &RunTaskParameters, identity: &LaunchIdentity) -> se
             .tags
             .iter()
             .map(|t| serde_json::json!({"key": t.key, "value": t.value}))
-            .chain(identity.tags.iter().map(|(k, v)| serde_json::json!({"key": k, "value": v})))
+            .chain(
+                identity
+                    .tags
+                    .iter()
+                    .map(|(k, v)| serde_json::json!({"key": k, "value": v})),
+            )
             .collect();
         obj.insert("tags".into(), tags.into());
     }
@@ -365,37 +378,53 @@ pub fn apply_to(
         .task_definition(&p.task_definition)
         .set_cluster(p.cluster.clone())
         .set_count(p.count.map(|c| c as i32))
-        .set_launch_type(p.launch_type.map(|l| ecs::LaunchType::from(enum_text(&l).as_str())))
-        .set_capacity_provider_strategy(non_empty(p.capacity_provider_strategy.iter().filter_map(|c| {
-            ecs::CapacityProviderStrategyItem::builder()
-                .capacity_provider(&c.capacity_provider)
-                .set_weight(c.weight)
-                .set_base(c.base)
-                .build()
-                .ok()
-        })))
+        .set_launch_type(
+            p.launch_type
+                .map(|l| ecs::LaunchType::from(enum_text(&l).as_str())),
+        )
+        .set_capacity_provider_strategy(non_empty(p.capacity_provider_strategy.iter().filter_map(
+            |c| {
+                ecs::CapacityProviderStrategyItem::builder()
+                    .capacity_provider(&c.capacity_provider)
+                    .set_weight(c.weight)
+                    .set_base(c.base)
+                    .build()
+                    .ok()
+            },
+        )))
         .set_platform_version(p.platform_version.clone())
         .set_network_configuration(p.network_configuration.as_ref().map(network_configuration))
         .set_overrides(p.overrides.as_ref().map(task_override))
         .set_placement_constraints(non_empty(p.placement_constraints.iter().map(|c| {
             ecs::PlacementConstraint::builder()
-                .r#type(ecs::PlacementConstraintType::from(enum_text(&c.constraint_type).as_str()))
+                .r#type(ecs::PlacementConstraintType::from(
+                    enum_text(&c.constraint_type).as_str(),
+                ))
                 .set_expression(c.expression.clone())
                 .build()
         })))
         .set_placement_strategy(non_empty(p.placement_strategy.iter().map(|s| {
             ecs::PlacementStrategy::builder()
-                .r#type(ecs::PlacementStrategyType::from(enum_text(&s.strategy_type).as_str()))
+                .r#type(ecs::PlacementStrategyType::from(
+                    enum_text(&s.strategy_type).as_str(),
+                ))
                 .set_field(s.field.clone())
                 .build()
         })))
         .set_group(p.group.clone())
         .set_tags(Some(tags))
-        .set_propagate_tags(p.propagate_tags.map(|t| ecs::PropagateTags::from(enum_text(&t).as_str())))
+        .set_propagate_tags(
+            p.propagate_tags
+                .map(|t| ecs::PropagateTags::from(enum_text(&t).as_str())),
+        )
         .set_reference_id(p.reference_id.clone())
         .set_enable_ecs_managed_tags(p.enable_ecs_managed_tags)
         .set_enable_execute_command(p.enable_execute_command)
-        .set_volume_configurations(non_empty(p.volume_configurations.iter().filter_map(volume_configuration)))
+        .set_volume_configurations(non_empty(
+            p.volume_configurations
+                .iter()
+                .filter_map(volume_configuration),
+        ))
         .client_token(&identity.client_token)
         .started_by(&identity.started_by)
 }
@@ -423,24 +452,31 @@ fn network_configuration(n: &NetworkConfiguration) -> ecs::NetworkConfiguration 
     let awsvpc = ecs::AwsVpcConfiguration::builder()
         .set_subnets(Some(vpc.subnets.clone()))
         .set_security_groups(non_empty(vpc.security_groups.iter().cloned()))
-        .set_assign_public_ip(vpc.assign_public_ip.map(|a| ecs::AssignPublicIp::from(enum_text(&a).as_str())))
+        .set_assign_public_ip(
+            vpc.assign_public_ip
+                .map(|a| ecs::AssignPublicIp::from(enum_text(&a).as_str())),
+        )
         .build()
         .ok();
-    ecs::NetworkConfiguration::builder().set_awsvpc_configuration(awsvpc).build()
+    ecs::NetworkConfiguration::builder()
+        .set_awsvpc_configuration(awsvpc)
+        .build()
 }
 
 fn task_override(o: &TaskOverride) -> ecs::TaskOverride {
     ecs::TaskOverride::builder()
-        .set_container_overrides(non_empty(o.container_overrides.iter().map(container_override)))
+        .set_container_overrides(non_empty(
+            o.container_overrides.iter().map(container_override),
+        ))
         .set_cpu(o.cpu.clone())
         .set_memory(o.memory.clone())
         .set_task_role_arn(o.task_role_arn.clone())
         .set_execution_role_arn(o.execution_role_arn.clone())
-        .set_ephemeral_storage(
-            o.ephemeral_storage
-                .as_ref()
-                .map(|e| ecs::EphemeralStorage::builder().size_in_gib(e.size_in_gib).build()),
-        )
+        .set_ephemeral_storage(o.ephemeral_storage.as_ref().map(|e| {
+            ecs::EphemeralStorage::builder()
+                .size_in_gib(e.size_in_gib)
+                .build()
+        }))
         .build()
 }
 
@@ -448,13 +484,18 @@ fn container_override(c: &ContainerOverride) -> ecs::ContainerOverride {
     ecs::ContainerOverride::builder()
         .name(&c.name)
         .set_command(c.command.clone())
-        .set_environment(non_empty(
-            c.environment.iter().map(|e| ecs::KeyValuePair::builder().name(&e.name).value(&e.value).build()),
-        ))
+        .set_environment(non_empty(c.environment.iter().map(|e| {
+            ecs::KeyValuePair::builder()
+                .name(&e.name)
+                .value(&e.value)
+                .build()
+        })))
         .set_environment_files(non_empty(c.environment_files.iter().filter_map(|f| {
             ecs::EnvironmentFile::builder()
                 .value(&f.value)
-                .r#type(ecs::EnvironmentFileType::from(enum_text(&f.file_type).as_str()))
+                .r#type(ecs::EnvironmentFileType::from(
+                    enum_text(&f.file_type).as_str(),
+                ))
                 .build()
                 .ok()
         })))
@@ -464,7 +505,9 @@ fn container_override(c: &ContainerOverride) -> ecs::ContainerOverride {
         .set_resource_requirements(non_empty(c.resource_requirements.iter().filter_map(|r| {
             ecs::ResourceRequirement::builder()
                 .value(&r.value)
-                .r#type(ecs::ResourceType::from(enum_text(&r.resource_type).as_str()))
+                .r#type(ecs::ResourceType::from(
+                    enum_text(&r.resource_type).as_str(),
+                ))
                 .build()
                 .ok()
         })))
@@ -485,14 +528,22 @@ fn volume_configuration(v: &TaskVolumeConfiguration) -> Option<ecs::TaskVolumeCo
             .set_throughput(e.throughput)
             .set_tag_specifications(non_empty(e.tag_specifications.iter().filter_map(|t| {
                 ecs::EbsTagSpecification::builder()
-                    .resource_type(ecs::EbsResourceType::from(enum_text(&t.resource_type).as_str()))
+                    .resource_type(ecs::EbsResourceType::from(
+                        enum_text(&t.resource_type).as_str(),
+                    ))
                     .set_tags(non_empty(t.tags.iter().map(|x| tag(&x.key, &x.value))))
-                    .set_propagate_tags(t.propagate_tags.map(|p| ecs::PropagateTags::from(enum_text(&p).as_str())))
+                    .set_propagate_tags(
+                        t.propagate_tags
+                            .map(|p| ecs::PropagateTags::from(enum_text(&p).as_str())),
+                    )
                     .build()
                     .ok()
             })))
             .set_termination_policy(t_policy(e.termination_policy.as_ref()))
-            .set_filesystem_type(e.filesystem_type.map(|f| ecs::TaskFilesystemType::from(enum_text(&f).as_str())))
+            .set_filesystem_type(
+                e.filesystem_type
+                    .map(|f| ecs::TaskFilesystemType::from(enum_text(&f).as_str())),
+            )
             .build()
             .ok()
     });

@@ -83,7 +83,10 @@ pub enum StepPhase {
 
 impl StepPhase {
     pub fn is_terminal(self) -> bool {
-        matches!(self, StepPhase::Skipped | StepPhase::Succeeded | StepPhase::Failed)
+        matches!(
+            self,
+            StepPhase::Skipped | StepPhase::Succeeded | StepPhase::Failed
+        )
     }
 }
 

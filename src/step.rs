@@ -91,7 +91,11 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff { initial_seconds: default_initial(), max_seconds: default_max(), factor: default_factor() }
+        Backoff {
+            initial_seconds: default_initial(),
+            max_seconds: default_max(),
+            factor: default_factor(),
+        }
     }
 }
 
@@ -146,16 +150,24 @@ pub enum ContainerPolicy {
 impl SuccessPolicy {
     /// The seed's rule: every container must exit 0.
     pub fn default_policy() -> Self {
-        SuccessPolicy { containers: ContainerSelection::default(), exit_codes: default_exit_codes() }
+        SuccessPolicy {
+            containers: ContainerSelection::default(),
+            exit_codes: default_exit_codes(),
+        }
     }
 }
 
 impl StepDefinition {
     pub fn success_policy(&self) -> SuccessPolicy {
-        self.success.clone().unwrap_or_else(SuccessPolicy::default_policy)
+        self.success
+            .clone()
+            .unwrap_or_else(SuccessPolicy::default_policy)
     }
 
     pub fn needs_essential_containers(&self) -> bool {
-        matches!(self.success.as_ref().map(|s| &s.containers), Some(ContainerSelection::Policy(ContainerPolicy::Essential)))
+        matches!(
+            self.success.as_ref().map(|s| &s.containers),
+            Some(ContainerSelection::Policy(ContainerPolicy::Essential))
+        )
     }
 }

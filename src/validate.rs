@@ -31,7 +31,10 @@ pub struct SchemaChecker {
 
 /// The spelling-blind form of a key or enum value: lower case, without `_` and `-`.
 pub fn normalize(name: &str) -> String {
-    name.chars().filter(|c| *c != '_' && *c != '-').flat_map(char::to_lowercase).collect()
+    name.chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 /// camelCase to snake_case, to show users of the seed's spelling the key they would write.
@@ -42,7 +45,8 @@ pub fn snake_case(name: &str) -> String {
         if c.is_ascii_uppercase() && i > 0 {
             let prev_lower = chars[i - 1].is_ascii_lowercase();
             // The last capital of an acronym starts a new word: ECSManaged -> ecs_managed.
-            let acronym_end = chars[i - 1].is_ascii_uppercase() && chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
+            let acronym_end = chars[i - 1].is_ascii_uppercase()
+                && chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
             if prev_lower || acronym_end {
                 out.push('_');
             }
@@ -54,7 +58,10 @@ pub fn snake_case(name: &str) -> String {
 
 impl SchemaChecker {
     pub fn for_type<T: JsonSchema>(explain_unknown: KeyExplainer) -> Self {
-        SchemaChecker { root: schemars::schema_for!(T).to_value(), explain_unknown }
+        SchemaChecker {
+            root: schemars::schema_for!(T).to_value(),
+            explain_unknown,
+        }
     }
 
     /// Checks `node`; returns its canonical JSON when there was no problem.
@@ -71,7 +78,9 @@ impl SchemaChecker {
         let mut current = schema;
         // `$ref`s here are always `#/$defs/Name`; a chain of them ends quickly.
         for _ in 0..8 {
-            let Some(reference) = current.get("$ref").and_then(Json::as_str) else { break };
+            let Some(reference) = current.get("$ref").and_then(Json::as_str) else {
+                break;
+            };
             let name = reference.trim_start_matches("#/$defs/");
             match self.root.get("$defs").and_then(|d| d.get(name)) {
                 Some(target) => current = target,
@@ -84,10 +93,18 @@ impl SchemaChecker {
     fn walk(&self, schema: &Json, node: &Node, path: &str, out: &mut Vec<Problem>) -> Option<Json> {
         let schema = self.resolve(schema);
         let problem = |out: &mut Vec<Problem>, message: String| {
-            out.push(Problem { at: node.at, path: path.to_owned(), message });
+            out.push(Problem {
+                at: node.at,
+                path: path.to_owned(),
+                message,
+            });
         };
 
-        if let Some(alternatives) = schema.get("anyOf").or_else(|| schema.get("oneOf")).and_then(Json::as_array) {
+        if let Some(alternatives) = schema
+            .get("anyOf")
+            .or_else(|| schema.get("oneOf"))
+            .and_then(Json::as_array)
+        {
             return self.walk_alternatives(alternatives, node, path, out);
         }
         if let Some(allowed) = schema.get("enum").and_then(Json::as_array) {
@@ -103,19 +120,30 @@ impl SchemaChecker {
             return Some(Json::Null);
         }
         let Some(expected) = types.iter().copied().find(|t| *t != "null") else {
-            problem(out, format!("expected nothing here, found {}", node.value.kind()));
+            problem(
+                out,
+                format!("expected nothing here, found {}", node.value.kind()),
+            );
             return None;
         };
         match (expected, &node.value) {
-            ("object", Value::Mapping(entries)) => self.walk_object(schema, node, entries, path, out),
+            ("object", Value::Mapping(entries)) => {
+                self.walk_object(schema, node, entries, path, out)
+            }
             ("array", Value::Sequence(items)) => {
                 let min = schema.get("minItems").and_then(Json::as_u64);
                 let max = schema.get("maxItems").and_then(Json::as_u64);
                 if let Some(min) = min.filter(|m| (items.len() as u64) < *m) {
-                    problem(out, format!("needs at least {min} item(s), found {}", items.len()));
+                    problem(
+                        out,
+                        format!("needs at least {min} item(s), found {}", items.len()),
+                    );
                 }
                 if let Some(max) = max.filter(|m| (items.len() as u64) > *m) {
-                    problem(out, format!("allows at most {max} item(s), found {}", items.len()));
+                    problem(
+                        out,
+                        format!("allows at most {max} item(s), found {}", items.len()),
+                    );
                 }
                 let item_schema = schema.get("items").cloned().unwrap_or(Json::Bool(true));
                 let values: Vec<Option<Json>> = items
@@ -123,26 +151,49 @@ impl SchemaChecker {
                     .enumerate()
                     .map(|(i, item)| self.walk(&item_schema, item, &format!("{path}[{i}]"), out))
                     .collect();
-                values.into_iter().collect::<Option<Vec<_>>>().map(Json::Array)
+                values
+                    .into_iter()
+                    .collect::<Option<Vec<_>>>()
+                    .map(Json::Array)
             }
-            ("string", Value::String(s)) => check_length(schema, s, node, path, out).then(|| Json::String(s.clone())),
+            ("string", Value::String(s)) => {
+                check_length(schema, s, node, path, out).then(|| Json::String(s.clone()))
+            }
             // YAML users write `cpu: 1024` where the API wants text; the meaning is unambiguous.
             ("string", Value::Number(n)) => Some(Json::String(n.to_string())),
-            ("integer", Value::Number(n)) if !n.is_f64() => check_integer(schema, n, node, path, out),
+            ("integer", Value::Number(n)) if !n.is_f64() => {
+                check_integer(schema, n, node, path, out)
+            }
             ("number", Value::Number(n)) => Some(Json::Number(n.clone())),
             ("boolean", Value::Bool(b)) => Some(Json::Bool(*b)),
             (expected, found) => {
-                problem(out, format!("expected {}, found {}", describe_type(expected), found.kind()));
+                problem(
+                    out,
+                    format!(
+                        "expected {}, found {}",
+                        describe_type(expected),
+                        found.kind()
+                    ),
+                );
                 None
             }
         }
     }
 
-    fn walk_alternatives(&self, alternatives: &[Json], node: &Node, path: &str, out: &mut Vec<Problem>) -> Option<Json> {
+    fn walk_alternatives(
+        &self,
+        alternatives: &[Json],
+        node: &Node,
+        path: &str,
+        out: &mut Vec<Problem>,
+    ) -> Option<Json> {
         let resolved: Vec<&Json> = alternatives.iter().map(|a| self.resolve(a)).collect();
         // Documented enum variants come as `oneOf` of `const`s.
         if resolved.iter().all(|a| a.get("const").is_some()) {
-            let allowed: Vec<Json> = resolved.iter().filter_map(|a| a.get("const").cloned()).collect();
+            let allowed: Vec<Json> = resolved
+                .iter()
+                .filter_map(|a| a.get("const").cloned())
+                .collect();
             return match_enum(&allowed, node, path, out);
         }
         let is_null = |a: &&Json| a.get("type").and_then(Json::as_str) == Some("null");
@@ -156,7 +207,10 @@ impl SchemaChecker {
         let mut first_problems = None;
         for candidate in &candidates {
             let mut scratch = Vec::new();
-            if let Some(json) = self.walk(candidate, node, path, &mut scratch).filter(|_| scratch.is_empty()) {
+            if let Some(json) = self
+                .walk(candidate, node, path, &mut scratch)
+                .filter(|_| scratch.is_empty())
+            {
                 return Some(json);
             }
             first_problems.get_or_insert(scratch);
@@ -172,22 +226,39 @@ impl SchemaChecker {
         None
     }
 
-    fn walk_object(&self, schema: &Json, node: &Node, entries: &[(crate::yaml::Key, Node)], path: &str, out: &mut Vec<Problem>) -> Option<Json> {
+    fn walk_object(
+        &self,
+        schema: &Json,
+        node: &Node,
+        entries: &[(crate::yaml::Key, Node)],
+        path: &str,
+        out: &mut Vec<Problem>,
+    ) -> Option<Json> {
         let empty = Map::new();
-        let properties = schema.get("properties").and_then(Json::as_object).unwrap_or(&empty);
+        let properties = schema
+            .get("properties")
+            .and_then(Json::as_object)
+            .unwrap_or(&empty);
         let mut result = Map::new();
         let mut seen: Vec<(String, Pos)> = Vec::new();
         let mut ok = true;
         for (key, value) in entries {
             let key_path = join(path, &key.name);
             let wanted = normalize(&key.name);
-            let Some((canonical, property)) = properties.iter().find(|(name, _)| normalize(name) == wanted) else {
+            let Some((canonical, property)) = properties
+                .iter()
+                .find(|(name, _)| normalize(name) == wanted)
+            else {
                 ok = false;
                 let message = match (self.explain_unknown)(&wanted) {
                     Some(explanation) => explanation,
                     None => unknown_key_message(&key.name, properties.keys()),
                 };
-                out.push(Problem { at: key.at, path: key_path, message });
+                out.push(Problem {
+                    at: key.at,
+                    path: key_path,
+                    message,
+                });
                 continue;
             };
             if let Some((_, first)) = seen.iter().find(|(n, _)| n == canonical) {
@@ -195,7 +266,10 @@ impl SchemaChecker {
                 out.push(Problem {
                     at: key.at,
                     path: key_path,
-                    message: format!("`{canonical}` is given twice (first at line {}:{}); keep one", first.line, first.column),
+                    message: format!(
+                        "`{canonical}` is given twice (first at line {}:{}); keep one",
+                        first.line, first.column
+                    ),
                 });
                 continue;
             }
@@ -207,12 +281,26 @@ impl SchemaChecker {
                 None => ok = false,
             }
         }
-        for required in schema.get("required").and_then(Json::as_array).into_iter().flatten().filter_map(Json::as_str) {
+        for required in schema
+            .get("required")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Json::as_str)
+        {
             if !seen.iter().any(|(n, _)| n == required) {
                 ok = false;
                 let spelled = spellings(required);
-                let what = if path.is_empty() { "this mapping".to_owned() } else { format!("`{path}`") };
-                out.push(Problem { at: node.at, path: path.to_owned(), message: format!("{what} needs the key {spelled}") });
+                let what = if path.is_empty() {
+                    "this mapping".to_owned()
+                } else {
+                    format!("`{path}`")
+                };
+                out.push(Problem {
+                    at: node.at,
+                    path: path.to_owned(),
+                    message: format!("{what} needs the key {spelled}"),
+                });
             }
         }
         ok.then_some(Json::Object(result))
@@ -220,13 +308,21 @@ impl SchemaChecker {
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 /// "`taskDefinition` (or `task_definition`)".
 pub fn spellings(name: &str) -> String {
     let snake = snake_case(name);
-    if snake == name { format!("`{name}`") } else { format!("`{name}` (or `{snake}`)") }
+    if snake == name {
+        format!("`{name}`")
+    } else {
+        format!("`{name}` (or `{snake}`)")
+    }
 }
 
 fn unknown_key_message<'a>(key: &str, known: impl Iterator<Item = &'a String>) -> String {
@@ -237,9 +333,16 @@ fn unknown_key_message<'a>(key: &str, known: impl Iterator<Item = &'a String>) -
         .map(|k| (strsim::damerau_levenshtein(&wanted, &normalize(k)), *k))
         .min_by_key(|(d, _)| *d)
         .filter(|(d, k)| *d <= 2.max(k.len() / 4));
-    let allowed = known.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ");
+    let allowed = known
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     match best {
-        Some((_, k)) => format!("unknown key `{key}`; did you mean {}? Allowed here: {allowed}", spellings(k)),
+        Some((_, k)) => format!(
+            "unknown key `{key}`; did you mean {}? Allowed here: {allowed}",
+            spellings(k)
+        ),
         None => format!("unknown key `{key}`; allowed here: {allowed}"),
     }
 }
@@ -247,15 +350,24 @@ fn unknown_key_message<'a>(key: &str, known: impl Iterator<Item = &'a String>) -
 fn match_enum(allowed: &[Json], node: &Node, path: &str, out: &mut Vec<Problem>) -> Option<Json> {
     let names: Vec<&str> = allowed.iter().filter_map(Json::as_str).collect();
     let list = names.join(", ");
-    let problem = |message: String| Problem { at: node.at, path: path.to_owned(), message };
+    let problem = |message: String| Problem {
+        at: node.at,
+        path: path.to_owned(),
+        message,
+    };
     let Value::String(written) = &node.value else {
-        out.push(problem(format!("expected one of {list}, found {}", node.value.kind())));
+        out.push(problem(format!(
+            "expected one of {list}, found {}",
+            node.value.kind()
+        )));
         return None;
     };
     if let Some(name) = names.iter().find(|n| normalize(n) == normalize(written)) {
         return Some(Json::String((*name).to_owned()));
     }
-    out.push(problem(format!("`{written}` is not allowed here; allowed: {list}")));
+    out.push(problem(format!(
+        "`{written}` is not allowed here; allowed: {list}"
+    )));
     None
 }
 
@@ -268,20 +380,41 @@ fn check_length(schema: &Json, s: &str, node: &Node, path: &str, out: &mut Vec<P
         (_, Some(max)) if len > max => format!("allows at most {max} characters, found {len}"),
         _ => return true,
     };
-    out.push(Problem { at: node.at, path: path.to_owned(), message });
+    out.push(Problem {
+        at: node.at,
+        path: path.to_owned(),
+        message,
+    });
     false
 }
 
-fn check_integer(schema: &Json, n: &serde_json::Number, node: &Node, path: &str, out: &mut Vec<Problem>) -> Option<Json> {
-    let value = n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from))?;
+fn check_integer(
+    schema: &Json,
+    n: &serde_json::Number,
+    node: &Node,
+    path: &str,
+    out: &mut Vec<Problem>,
+) -> Option<Json> {
+    let value = n
+        .as_i64()
+        .map(i128::from)
+        .or_else(|| n.as_u64().map(i128::from))?;
     let format_range = match schema.get("format").and_then(Json::as_str) {
         Some("int32") => Some((i32::MIN as i128, i32::MAX as i128)),
         Some("uint32") => Some((0, u32::MAX as i128)),
         Some("uint64") => Some((0, u64::MAX as i128)),
         _ => None,
     };
-    let min = schema.get("minimum").and_then(Json::as_f64).map(|m| m as i128).or(format_range.map(|r| r.0));
-    let max = schema.get("maximum").and_then(Json::as_f64).map(|m| m as i128).or(format_range.map(|r| r.1));
+    let min = schema
+        .get("minimum")
+        .and_then(Json::as_f64)
+        .map(|m| m as i128)
+        .or(format_range.map(|r| r.0));
+    let max = schema
+        .get("maximum")
+        .and_then(Json::as_f64)
+        .map(|m| m as i128)
+        .or(format_range.map(|r| r.1));
     let in_range = min.is_none_or(|m| value >= m) && max.is_none_or(|m| value <= m);
     if in_range {
         return Some(Json::Number(n.clone()));
@@ -292,7 +425,11 @@ fn check_integer(schema: &Json, n: &serde_json::Number, node: &Node, path: &str,
         (None, Some(b)) => format!("{b} or less"),
         (None, None) => String::new(),
     };
-    out.push(Problem { at: node.at, path: path.to_owned(), message: format!("{value} is out of range; allowed: a whole number {range}") });
+    out.push(Problem {
+        at: node.at,
+        path: path.to_owned(),
+        message: format!("{value} is out of range; allowed: a whole number {range}"),
+    });
     None
 }
 
@@ -309,10 +446,20 @@ fn describe_type(t: &str) -> &'static str {
 }
 
 fn kind_matches(schema: &Json, value: &Value) -> bool {
-    let t = schema.get("type").and_then(Json::as_str).unwrap_or(if schema.get("enum").is_some() { "string" } else { "" });
+    let t = schema
+        .get("type")
+        .and_then(Json::as_str)
+        .unwrap_or(if schema.get("enum").is_some() {
+            "string"
+        } else {
+            ""
+        });
     matches!(
         (t, value),
-        ("object", Value::Mapping(_)) | ("array", Value::Sequence(_)) | ("string", Value::String(_)) | ("boolean", Value::Bool(_))
+        ("object", Value::Mapping(_))
+            | ("array", Value::Sequence(_))
+            | ("string", Value::String(_))
+            | ("boolean", Value::Bool(_))
     ) || matches!((t, value), ("integer" | "number", Value::Number(_)))
 }
 
@@ -324,7 +471,12 @@ fn to_plain_json(node: &Node) -> Json {
         Value::Number(n) => Json::Number(n.clone()),
         Value::String(s) => Json::String(s.clone()),
         Value::Sequence(items) => Json::Array(items.iter().map(to_plain_json).collect()),
-        Value::Mapping(entries) => Json::Object(entries.iter().map(|(k, v)| (k.name.clone(), to_plain_json(v))).collect()),
+        Value::Mapping(entries) => Json::Object(
+            entries
+                .iter()
+                .map(|(k, v)| (k.name.clone(), to_plain_json(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -332,8 +484,13 @@ fn to_plain_json(node: &Node) -> Json {
 pub fn position_of(node: &Node, keys: &[&str]) -> Pos {
     let mut current = node;
     for key in keys {
-        let Value::Mapping(entries) = &current.value else { break };
-        match entries.iter().find(|(k, _)| normalize(&k.name) == normalize(key)) {
+        let Value::Mapping(entries) = &current.value else {
+            break;
+        };
+        match entries
+            .iter()
+            .find(|(k, _)| normalize(&k.name) == normalize(key))
+        {
             Some((_, value)) => current = value,
             None => break,
         }
@@ -361,43 +518,98 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_with_place_and_suggestion() {
-        let problems = check("type: shell\nparameters:\n  task_defintion: td\n  count: 11\n").unwrap_err();
-        let messages: Vec<String> = problems.iter().map(|p| format!("{} {} {}", p.at, p.path, p.message)).collect();
+        let problems =
+            check("type: shell\nparameters:\n  task_defintion: td\n  count: 11\n").unwrap_err();
+        let messages: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{} {} {}", p.at, p.path, p.message))
+            .collect();
         assert_eq!(problems.len(), 4, "{messages:#?}");
-        assert!(messages[0].starts_with("1:7 type `shell` is not allowed here; allowed: ecs_task"), "{messages:#?}");
-        assert!(messages[1].contains("3:3 parameters.task_defintion unknown key") && messages[1].contains("did you mean `taskDefinition` (or `task_definition`)"), "{messages:#?}");
-        assert!(messages[2].contains("4:10 parameters.count 11 is out of range; allowed: a whole number from 1 to 10"), "{messages:#?}");
-        assert!(messages[3].contains("needs the key `taskDefinition`"), "{messages:#?}");
+        assert!(
+            messages[0].starts_with("1:7 type `shell` is not allowed here; allowed: ecs_task"),
+            "{messages:#?}"
+        );
+        assert!(
+            messages[1].contains("3:3 parameters.task_defintion unknown key")
+                && messages[1].contains("did you mean `taskDefinition` (or `task_definition`)"),
+            "{messages:#?}"
+        );
+        assert!(
+            messages[2].contains(
+                "4:10 parameters.count 11 is out of range; allowed: a whole number from 1 to 10"
+            ),
+            "{messages:#?}"
+        );
+        assert!(
+            messages[3].contains("needs the key `taskDefinition`"),
+            "{messages:#?}"
+        );
     }
 
     #[test]
     fn the_same_key_in_two_spellings_is_a_duplicate() {
-        let problems = check("type: ecs_task\nparameters:\n  taskDefinition: a\n  task_definition: b\n").unwrap_err();
+        let problems =
+            check("type: ecs_task\nparameters:\n  taskDefinition: a\n  task_definition: b\n")
+                .unwrap_err();
         assert_eq!(problems[0].at.line, 4);
-        assert!(problems[0].message.contains("given twice (first at line 3:3)"), "{problems:?}");
+        assert!(
+            problems[0]
+                .message
+                .contains("given twice (first at line 3:3)"),
+            "{problems:?}"
+        );
     }
 
     #[test]
     fn untagged_alternatives_accept_either_form() {
-        let json = check("type: ecs_task\nparameters: {taskDefinition: a}\nsuccess: {containers: [app, side]}\n").unwrap();
-        assert_eq!(json["success"]["containers"], serde_json::json!(["app", "side"]));
-        let json = check("type: ecs_task\nparameters: {taskDefinition: a}\nsuccess: {containers: Essential}\n").unwrap();
+        let json = check(
+            "type: ecs_task\nparameters: {taskDefinition: a}\nsuccess: {containers: [app, side]}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            json["success"]["containers"],
+            serde_json::json!(["app", "side"])
+        );
+        let json = check(
+            "type: ecs_task\nparameters: {taskDefinition: a}\nsuccess: {containers: Essential}\n",
+        )
+        .unwrap();
         assert_eq!(json["success"]["containers"], "essential");
-        let problems = check("type: ecs_task\nparameters: {taskDefinition: a}\nsuccess: {containers: some}\n").unwrap_err();
-        assert!(problems[0].message.contains("allowed: all, essential"), "{problems:?}");
+        let problems =
+            check("type: ecs_task\nparameters: {taskDefinition: a}\nsuccess: {containers: some}\n")
+                .unwrap_err();
+        assert!(
+            problems[0].message.contains("allowed: all, essential"),
+            "{problems:?}"
+        );
     }
 
     #[test]
     fn wrong_types_say_what_was_expected() {
-        let problems = check("type: ecs_task\nparameters: {taskDefinition: [a]}\nactive: maybe\n").unwrap_err();
-        assert!(problems.iter().any(|p| p.path == "parameters.taskDefinition" && p.message == "expected text, found a list"), "{problems:?}");
-        assert!(problems.iter().any(|p| p.path == "active" && p.message == "expected true or false, found text"), "{problems:?}");
+        let problems = check("type: ecs_task\nparameters: {taskDefinition: [a]}\nactive: maybe\n")
+            .unwrap_err();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.path == "parameters.taskDefinition"
+                    && p.message == "expected text, found a list"),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.path == "active" && p.message == "expected true or false, found text"),
+            "{problems:?}"
+        );
     }
 
     #[test]
     fn snake_case_spelling_of_camel_names() {
         assert_eq!(snake_case("taskDefinition"), "task_definition");
-        assert_eq!(snake_case("enableECSManagedTags"), "enable_ecs_managed_tags");
+        assert_eq!(
+            snake_case("enableECSManagedTags"),
+            "enable_ecs_managed_tags"
+        );
         assert_eq!(snake_case("sizeInGiB"), "size_in_gi_b");
     }
 }

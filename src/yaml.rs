@@ -20,7 +20,10 @@ pub struct Pos {
 
 impl Pos {
     fn from_location(loc: &serde_saphyr::Location) -> Self {
-        Pos { line: loc.line(), column: loc.column() }
+        Pos {
+            line: loc.line(),
+            column: loc.column(),
+        }
     }
 }
 
@@ -80,17 +83,29 @@ pub struct SyntaxError {
 /// Parses one YAML document. An empty document is `Value::Null` at 1:1.
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     if text.trim().is_empty() {
-        return Ok(Node { value: Value::Null, at: Pos { line: 1, column: 1 } });
+        return Ok(Node {
+            value: Value::Null,
+            at: Pos { line: 1, column: 1 },
+        });
     }
     let mut options = serde_saphyr::options::Options::default();
     // Repeated keys reach our visitor, which keeps both so the error can name both places.
     options.duplicate_keys = serde_saphyr::options::DuplicateKeyPolicy::PassThrough;
+    // YAML 1.2 booleans only: with YAML 1.1's, a key `on:` (as in `retry: {on: [...]}`) or a value
+    // `no` (a country code, a flag name) silently becomes a boolean.
+    options.strict_booleans = true;
     // Our own message names the position; the library's source snippet would repeat it.
     options.with_snippet = false;
     match serde_saphyr::from_str_with_options::<Spanned<Value>>(text, options) {
-        Ok(spanned) => Ok(Node { at: Pos::from_location(&spanned.referenced), value: spanned.value }),
+        Ok(spanned) => Ok(Node {
+            at: Pos::from_location(&spanned.referenced),
+            value: spanned.value,
+        }),
         Err(err) => {
-            let at = err.location().map(|l| Pos::from_location(&l)).unwrap_or_default();
+            let at = err
+                .location()
+                .map(|l| Pos::from_location(&l))
+                .unwrap_or_default();
             let mut message = err.to_string();
             // The library appends " at line L column C"; we print the position ourselves.
             if let Some(cut) = message.find(" at line ") {
@@ -147,7 +162,10 @@ impl<'de> Visitor<'de> for ValueVisitor {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::new();
         while let Some(item) = seq.next_element::<Spanned<Value>>()? {
-            items.push(Node { at: Pos::from_location(&item.referenced), value: item.value });
+            items.push(Node {
+                at: Pos::from_location(&item.referenced),
+                value: item.value,
+            });
         }
         Ok(Value::Sequence(items))
     }
@@ -156,8 +174,14 @@ impl<'de> Visitor<'de> for ValueVisitor {
         while let Some(key) = map.next_key::<Spanned<KeyText>>()? {
             let value = map.next_value::<Spanned<Value>>()?;
             entries.push((
-                Key { name: key.value.0, at: Pos::from_location(&key.referenced) },
-                Node { at: Pos::from_location(&value.referenced), value: value.value },
+                Key {
+                    name: key.value.0,
+                    at: Pos::from_location(&key.referenced),
+                },
+                Node {
+                    at: Pos::from_location(&value.referenced),
+                    value: value.value,
+                },
             ));
         }
         Ok(Value::Mapping(entries))
@@ -205,11 +229,17 @@ mod tests {
     #[test]
     fn positions_are_kept_for_keys_values_and_items() {
         let doc = parse("- a:\n    type: ecs_task\n    count: 3\n").unwrap();
-        let Value::Sequence(items) = &doc.value else { panic!("not a list: {doc:?}") };
+        let Value::Sequence(items) = &doc.value else {
+            panic!("not a list: {doc:?}")
+        };
         assert_eq!(items[0].at.line, 1);
-        let Value::Mapping(step) = &items[0].value else { panic!() };
+        let Value::Mapping(step) = &items[0].value else {
+            panic!()
+        };
         assert_eq!(step[0].0.name, "a");
-        let Value::Mapping(body) = &step[0].1.value else { panic!() };
+        let Value::Mapping(body) = &step[0].1.value else {
+            panic!()
+        };
         assert_eq!(body[1].0.name, "count");
         assert_eq!(body[1].0.at, Pos { line: 3, column: 5 });
         assert_eq!(body[1].1.value, Value::Number(3.into()));
@@ -218,7 +248,9 @@ mod tests {
     #[test]
     fn repeated_keys_are_kept_in_order() {
         let doc = parse("a: 1\na: 2\n").unwrap();
-        let Value::Mapping(m) = doc.value else { panic!() };
+        let Value::Mapping(m) = doc.value else {
+            panic!()
+        };
         assert_eq!(m.len(), 2);
         assert_eq!(m[1].0.at.line, 2);
     }
@@ -228,6 +260,17 @@ mod tests {
         let err = parse("- a:\n  b: [1, 2\n").unwrap_err();
         assert!(err.at.line >= 2, "{err:?}");
         assert!(!err.message.is_empty());
+    }
+
+    #[test]
+    fn on_yes_and_no_are_text_not_booleans() {
+        let doc = parse("on: [a]\nx: no\ny: true\n").unwrap();
+        let Value::Mapping(m) = doc.value else {
+            panic!()
+        };
+        assert_eq!(m[0].0.name, "on");
+        assert_eq!(m[1].1.value, Value::String("no".into()));
+        assert_eq!(m[2].1.value, Value::Bool(true));
     }
 
     #[test]

@@ -1,0 +1,312 @@
+//! The ECS adapter: carries out the engine's actions with aws-sdk-ecs and turns the answers into
+//! observations. It decides nothing; every rule about what an answer means lives in the engine.
+
+use aws_sdk_ecs::Client;
+use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ecs::types::{DesiredStatus, Task, TaskField};
+
+use crate::action::Action;
+use crate::engine::DESCRIBE_BATCH;
+use crate::observation::{ApiError, DescribeResponse, EcsFailure, LaunchResponse, Observation};
+use crate::run_task::apply_to;
+use crate::status::{ContainerRecord, TaskRecord};
+
+/// What the runners need from ECS. The real one is `Ecs`; tests may bring their own.
+pub trait Executor {
+    fn execute(&self, action: &Action) -> impl std::future::Future<Output = Observation> + Send;
+}
+
+#[derive(Clone, Debug)]
+pub struct Ecs {
+    client: Client,
+}
+
+impl Ecs {
+    pub fn new(client: Client) -> Self {
+        Ecs { client }
+    }
+
+    pub async fn run_task(&self, action: &Action) -> Result<LaunchResponse, ApiError> {
+        let Action::Launch {
+            parameters,
+            identity,
+            ..
+        } = action
+        else {
+            return Err(ApiError {
+                transient: false,
+                code: "Internal".into(),
+                message: "not a launch".into(),
+            });
+        };
+        let out = apply_to(self.client.run_task(), parameters, identity)
+            .send()
+            .await
+            .map_err(api_error)?;
+        Ok(LaunchResponse {
+            tasks: out.tasks().iter().map(task_record).collect(),
+            failures: out
+                .failures()
+                .iter()
+                .map(|f| EcsFailure {
+                    arn: f.arn().map(Into::into),
+                    reason: f.reason().map(Into::into),
+                    detail: f.detail().map(Into::into),
+                })
+                .collect(),
+        })
+    }
+
+    /// Every task with this startedBy, running or recently stopped, fully described.
+    pub async fn lookup(
+        &self,
+        cluster: Option<&str>,
+        started_by: &str,
+    ) -> Result<Vec<TaskRecord>, ApiError> {
+        let mut arns: Vec<String> = Vec::new();
+        // ECS lists RUNNING tasks unless asked for STOPPED ones; ask for both, explicitly.
+        for desired in [DesiredStatus::Running, DesiredStatus::Stopped] {
+            let mut next: Option<String> = None;
+            loop {
+                let page = self
+                    .client
+                    .list_tasks()
+                    .set_cluster(cluster.map(Into::into))
+                    .started_by(started_by)
+                    .desired_status(desired.clone())
+                    .set_next_token(next.take())
+                    .send()
+                    .await
+                    .map_err(api_error)?;
+                arns.extend(page.task_arns().iter().cloned());
+                match page.next_token() {
+                    Some(token) if !token.is_empty() => next = Some(token.to_owned()),
+                    _ => break,
+                }
+            }
+        }
+        arns.sort();
+        arns.dedup();
+        let mut tasks = Vec::new();
+        for chunk in arns.chunks(DESCRIBE_BATCH) {
+            let described = self.describe(cluster, chunk).await?;
+            // A listed task carries this startedBy; check anyway, the filter is ours to trust.
+            tasks.extend(described.tasks);
+        }
+        Ok(tasks)
+    }
+
+    pub async fn describe(
+        &self,
+        cluster: Option<&str>,
+        arns: &[String],
+    ) -> Result<DescribeResponse, ApiError> {
+        let out = self
+            .client
+            .describe_tasks()
+            .set_cluster(cluster.map(Into::into))
+            .set_tasks(Some(arns.to_vec()))
+            .include(TaskField::Tags)
+            .send()
+            .await
+            .map_err(api_error)?;
+        let missing = out
+            .failures()
+            .iter()
+            .filter(|f| f.reason() == Some("MISSING"))
+            .filter_map(|f| f.arn().map(Into::into))
+            .collect();
+        Ok(DescribeResponse {
+            tasks: out.tasks().iter().map(task_record).collect(),
+            missing,
+        })
+    }
+
+    pub async fn stop(
+        &self,
+        cluster: Option<&str>,
+        arn: &str,
+        reason: &str,
+    ) -> Result<(), ApiError> {
+        // ECS keeps at most 255 characters of the reason.
+        let reason: String = reason.chars().take(255).collect();
+        self.client
+            .stop_task()
+            .set_cluster(cluster.map(Into::into))
+            .task(arn)
+            .reason(reason)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(api_error)
+    }
+
+    pub async fn essential_containers(
+        &self,
+        task_definition: &str,
+    ) -> Result<Vec<String>, ApiError> {
+        let out = self
+            .client
+            .describe_task_definition()
+            .task_definition(task_definition)
+            .send()
+            .await
+            .map_err(api_error)?;
+        let definitions = out
+            .task_definition()
+            .map(|t| t.container_definitions())
+            .unwrap_or_default();
+        // ECS treats a container without `essential` as essential.
+        Ok(definitions
+            .iter()
+            .filter(|c| c.essential().unwrap_or(true))
+            .filter_map(|c| c.name().map(Into::into))
+            .collect())
+    }
+}
+
+impl Executor for Ecs {
+    async fn execute(&self, action: &Action) -> Observation {
+        match action {
+            Action::Launch { step, attempt, .. } => Observation::Launched {
+                step: *step,
+                attempt: *attempt,
+                outcome: self.run_task(action).await,
+            },
+            Action::Lookup {
+                step,
+                attempt,
+                cluster,
+                started_by,
+            } => Observation::LookedUp {
+                step: *step,
+                attempt: *attempt,
+                outcome: self.lookup(cluster.as_deref(), started_by).await,
+            },
+            Action::Describe { cluster, task_arns } => Observation::Described {
+                outcome: self.describe(cluster.as_deref(), task_arns).await,
+            },
+            Action::StopTask {
+                cluster,
+                task_arn,
+                reason,
+            } => Observation::StopAnswered {
+                task_arn: task_arn.clone(),
+                outcome: self.stop(cluster.as_deref(), task_arn, reason).await,
+            },
+            Action::DescribeTaskDefinition {
+                step,
+                attempt,
+                task_definition,
+            } => Observation::TaskDefinitionDescribed {
+                step: *step,
+                attempt: *attempt,
+                outcome: self.essential_containers(task_definition).await,
+            },
+        }
+    }
+}
+
+fn timestamp(t: Option<&aws_smithy_types::DateTime>) -> Option<jiff::Timestamp> {
+    t.and_then(|t| jiff::Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok())
+}
+
+/// The facts of an ECS task that sequencer records.
+pub fn task_record(task: &Task) -> TaskRecord {
+    TaskRecord {
+        task_arn: task.task_arn().unwrap_or_default().to_owned(),
+        cluster_arn: task.cluster_arn().map(Into::into),
+        task_definition_arn: task.task_definition_arn().map(Into::into),
+        last_status: task.last_status().map(Into::into),
+        stop_code: task.stop_code().map(|c| c.as_str().to_owned()),
+        stopped_reason: task
+            .stopped_reason()
+            .filter(|r| !r.is_empty())
+            .map(Into::into),
+        started_at: timestamp(task.started_at()),
+        stopped_at: timestamp(task.stopped_at()),
+        containers: task
+            .containers()
+            .iter()
+            .map(|c| ContainerRecord {
+                name: c.name().unwrap_or_default().to_owned(),
+                exit_code: c.exit_code(),
+                reason: c.reason().filter(|r| !r.is_empty()).map(Into::into),
+                last_status: c.last_status().map(Into::into),
+            })
+            .collect(),
+        missing: false,
+        stop_request: None,
+    }
+}
+
+/// Error codes AWS uses for "slow down" and "try later".
+const TRANSIENT_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "ServerException",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "InternalFailure",
+    "RequestTimeout",
+];
+
+/// Classifies an SDK error. Transient errors (the SDK has already retried them with backoff)
+/// make the engine wait and try again; the rest are answers about the request itself.
+pub fn api_error<E, R>(err: SdkError<E, R>) -> ApiError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let detail = error_chain(&err);
+    match &err {
+        SdkError::ServiceError(service) => {
+            let e = service.err();
+            let code = e.code().unwrap_or("Unknown").to_owned();
+            let transient = TRANSIENT_CODES.contains(&code.as_str());
+            ApiError {
+                transient,
+                message: e.message().map(Into::into).unwrap_or(detail),
+                code,
+            }
+        }
+        SdkError::TimeoutError(_) => ApiError {
+            transient: true,
+            code: "Timeout".into(),
+            message: detail,
+        },
+        SdkError::DispatchFailure(_) => ApiError {
+            transient: true,
+            code: "DispatchFailure".into(),
+            message: detail,
+        },
+        // A response that could not be read (e.g. an HTML 5xx page from a proxy): worth another try.
+        SdkError::ResponseError(_) => ApiError {
+            transient: true,
+            code: "ResponseError".into(),
+            message: detail,
+        },
+        _ => ApiError {
+            transient: false,
+            code: "RequestNotSent".into(),
+            message: detail,
+        },
+    }
+}
+
+/// "outer: inner: innermost", since SDK errors keep the useful part in their sources.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}

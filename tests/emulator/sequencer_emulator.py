@@ -1,0 +1,374 @@
+"""A local AWS for sequencer's tests and demo: moto's server plus a thin ECS extension.
+
+moto (pinned, see install.sh) serves the real AWS wire protocols for ECS and S3. What real ECS does
+and moto does not is added here, in front of moto's own WSGI app:
+
+* clientToken idempotency: a RunTask repeating a (cluster, clientToken) pair seen in the last
+  24 hours starts nothing and answers with the tasks the first call started, as AWS documents.
+* DescribeTasks answers MISSING for ARNs it does not know (moto answers nothing).
+* StopTask sets stopCode UserInitiated and stoppedAt, and the containers' exit code 143 (SIGTERM).
+  Stopping a stopped task changes nothing.
+* Tasks stay where they are (moto's drift towards STOPPED on every describe is switched off) until
+  - POST /_ext/ecs/finish-task finishes one with chosen exit codes, stopCode and reasons, or
+  - its container environment (task definition, then overrides) has SEQ_EMU_SECONDS (and optionally SEQ_EMU_EXIT_CODE, a number or
+    "none"; SEQ_EMU_STOP_CODE; SEQ_EMU_REASON): the emulated container then "runs" that long and
+    exits so. This is the emulator's stand-in for a container image.
+* Injected faults: POST /_ext/inject {"operation": "RunTask", "kind": "throttle" | "server-error" |
+  "failures", "count": N, "reason": "...", "detail": "..."} makes the next N calls of that
+  operation fail that way ("failures" answers HTTP 200 with failures[] and no task).
+* GET /_ext/calls lists every ECS call (operation, cluster, startedBy, clientToken) for assertions
+  such as "RunTask was called once per startedBy". POST /_ext/reset clears the extension's state.
+* POST /_ext/ecs/forget-task {"task": ARN} makes ECS forget a task (it then answers MISSING).
+
+Usage: python sequencer_emulator.py [--host 127.0.0.1] [--port 0]
+Prints one line "sequencer-emulator listening on http://HOST:PORT" once it accepts connections.
+"""
+
+import argparse
+import io
+import json
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+
+from moto.ecs.models import ecs_backends
+from moto.moto_api import state_manager
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import make_server
+
+ECS_TARGET = "AmazonEC2ContainerServiceV20141113."
+TOKEN_WINDOW_SECONDS = 24 * 3600
+SIGTERM_EXIT = 143
+
+
+def now_utc():
+    return datetime.now(timezone.utc)
+
+
+class Extension:
+    def __init__(self, app):
+        self.app = app
+        self.lock = threading.RLock()
+        self.reset()
+
+    def reset(self):
+        self.tokens = {}  # (cluster, clientToken) -> (arns, monotonic time)
+        self.calls = []
+        self.injections = []
+        self.started = {}  # task arn -> monotonic time of RunTask
+        self.forgotten = set()
+
+    # ----- WSGI entry -----------------------------------------------------------------------------
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_ext/"):
+            with self.lock:
+                return self.control(path, environ, start_response)
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target.startswith(ECS_TARGET):
+            body = read_body(environ)
+            with self.lock:
+                return self.ecs(target[len(ECS_TARGET):], body, environ, start_response)
+        return self.app(environ, start_response)
+
+    # ----- ECS ------------------------------------------------------------------------------------
+
+    def ecs(self, operation, body, environ, start_response):
+        request = parse_json(body)
+        self.calls.append({
+            "operation": operation,
+            "cluster": request.get("cluster"),
+            "startedBy": request.get("startedBy"),
+            "clientToken": request.get("clientToken"),
+            "time": time.time(),
+        })
+        injected = self.take_injection(operation)
+        if injected is not None:
+            return respond(start_response, *injected)
+        self.autopilot()
+
+        if operation == "RunTask":
+            return self.run_task(request, body, environ, start_response)
+        if operation == "DescribeTasks":
+            status, payload = self.forward(environ, body)
+            if status == 200:
+                wanted = request.get("tasks") or []
+                payload["tasks"] = [t for t in payload.get("tasks", []) if t.get("taskArn") not in self.forgotten]
+                known = {t.get("taskArn") for t in payload["tasks"]}
+                known_ids = {arn.rsplit("/", 1)[-1] for arn in known}
+                payload["failures"] = [
+                    {"arn": arn, "reason": "MISSING"}
+                    for arn in wanted
+                    if arn not in known and arn.rsplit("/", 1)[-1] not in known_ids
+                ]
+            return respond(start_response, status, payload)
+        if operation == "ListTasks":
+            status, payload = self.forward(environ, body)
+            if status == 200:
+                payload["taskArns"] = [a for a in payload.get("taskArns", []) if a not in self.forgotten]
+            return respond(start_response, status, payload)
+        if operation == "StopTask":
+            task = find_task(request.get("task", ""))
+            if task is None or task.task_arn in self.forgotten:
+                return respond(start_response, 400, {
+                    "__type": "InvalidParameterException",
+                    "message": "The referenced task was not found.",
+                })
+            if task.last_status == "STOPPED":
+                return respond(start_response, 200, {"task": self.describe_one(environ, task.task_arn)})
+            status, payload = self.forward(environ, body)
+            if status == 200:
+                finish(task, exit_codes={None: SIGTERM_EXIT}, stop_code="UserInitiated",
+                       reason=request.get("reason") or "Task stopped by user", container_reason=None)
+                payload = {"task": self.describe_one(environ, task.task_arn)}
+            return respond(start_response, status, payload)
+        status, payload = self.forward(environ, body)
+        return respond(start_response, status, payload)
+
+    def run_task(self, request, body, environ, start_response):
+        token = request.get("clientToken")
+        key = (cluster_name(request.get("cluster")), token)
+        if token and key in self.tokens:
+            arns, at = self.tokens[key]
+            if time.monotonic() - at < TOKEN_WINDOW_SECONDS:
+                tasks = [self.describe_one(environ, arn) for arn in arns]
+                return respond(start_response, 200, {"tasks": [t for t in tasks if t], "failures": []})
+        status, payload = self.forward(environ, body)
+        if status == 200:
+            arns = [t["taskArn"] for t in payload.get("tasks", [])]
+            for arn in arns:
+                self.started[arn] = time.monotonic()
+                task = find_task(arn)
+                if task is not None:
+                    stamp = now_utc()
+                    task.created_at = stamp
+                    task.started_at = stamp
+            if token:
+                self.tokens[key] = (arns, time.monotonic())
+            payload = {"tasks": [self.describe_one(environ, a) for a in arns], "failures": payload.get("failures", [])}
+        return respond(start_response, status, payload)
+
+    def take_injection(self, operation):
+        for injection in self.injections:
+            if injection["operation"] == operation and injection["count"] > 0:
+                injection["count"] -= 1
+                kind = injection["kind"]
+                if kind == "throttle":
+                    return 400, {"__type": "ThrottlingException", "message": "Rate exceeded"}
+                if kind == "server-error":
+                    return 500, {"__type": "ServerException", "message": "Service unavailable (injected)"}
+                if kind == "failures":
+                    failure = {"reason": injection.get("reason", "RESOURCE:MEMORY")}
+                    if injection.get("detail"):
+                        failure["detail"] = injection["detail"]
+                    if injection.get("arn"):
+                        failure["arn"] = injection["arn"]
+                    return 200, {"tasks": [], "failures": [failure]}
+        return None
+
+    def autopilot(self):
+        """Finishes tasks whose emulated container has run its SEQ_EMU_SECONDS."""
+        for task in all_tasks():
+            if task.last_status == "STOPPED" or task.task_arn not in self.started:
+                continue
+            env = container_environment(task)
+            if "SEQ_EMU_SECONDS" not in env:
+                continue
+            try:
+                seconds = float(env["SEQ_EMU_SECONDS"])
+            except ValueError:
+                seconds = 0.0
+            if time.monotonic() - self.started[task.task_arn] < seconds:
+                continue
+            code_text = env.get("SEQ_EMU_EXIT_CODE", "0").strip().lower()
+            code = None if code_text in ("none", "") else int(code_text)
+            stop_code = env.get("SEQ_EMU_STOP_CODE", "EssentialContainerExited")
+            reason = env.get("SEQ_EMU_REASON", "Essential container in task exited")
+            finish(task, exit_codes={None: code}, stop_code=stop_code, reason=reason, container_reason=None)
+
+    def forward(self, environ, body, target=None):
+        """Passes a request to moto and returns (status, JSON payload)."""
+        env = dict(environ)
+        env["wsgi.input"] = io.BytesIO(body)
+        env["CONTENT_LENGTH"] = str(len(body))
+        if target:
+            env["HTTP_X_AMZ_TARGET"] = ECS_TARGET + target
+        captured = {}
+
+        def start(status, headers, exc_info=None):
+            captured["status"] = int(status.split(" ", 1)[0])
+            return lambda data: None
+
+        chunks = self.app(env, start)
+        raw = b"".join(chunks)
+        if hasattr(chunks, "close"):
+            chunks.close()
+        status = captured.get("status", 500)
+        try:
+            return status, json.loads(raw or b"{}")
+        except ValueError:
+            return status, {"__type": "ServerException", "message": raw.decode("utf-8", "replace")[:500]}
+
+    def describe_one(self, environ, arn):
+        task = find_task(arn)
+        cluster = task.cluster_name if task is not None else None
+        body = json.dumps({"cluster": cluster, "tasks": [arn], "include": ["TAGS"]}).encode()
+        # Advance nothing: moto's describe calls task.advance(), a no-op with the frozen transition.
+        status, payload = self.forward(environ, body, target="DescribeTasks")
+        tasks = payload.get("tasks", []) if status == 200 else []
+        return tasks[0] if tasks else None
+
+    # ----- control --------------------------------------------------------------------------------
+
+    def control(self, path, environ, start_response):
+        request = parse_json(read_body(environ))
+        if path == "/_ext/health":
+            return respond(start_response, 200, {"status": "ok"})
+        if path == "/_ext/reset":
+            self.reset()
+            return respond(start_response, 200, {"status": "ok"})
+        if path == "/_ext/calls":
+            return respond(start_response, 200, {"calls": self.calls})
+        if path == "/_ext/inject":
+            kind = request.get("kind")
+            if kind not in ("throttle", "server-error", "failures") or not request.get("operation"):
+                return respond(start_response, 400, {"error": "need operation and kind throttle|server-error|failures"})
+            self.injections.append({**request, "count": int(request.get("count", 1))})
+            return respond(start_response, 200, {"status": "ok"})
+        if path == "/_ext/ecs/finish-task":
+            task = find_task(request.get("task", ""))
+            if task is None:
+                return respond(start_response, 404, {"error": f"no task {request.get('task')!r}"})
+            codes = request.get("exitCodes")
+            exit_codes = dict(codes) if isinstance(codes, dict) else {None: request.get("exitCode")}
+            finish(task, exit_codes=exit_codes, stop_code=request.get("stopCode", "EssentialContainerExited"),
+                   reason=request.get("reason", "Essential container in task exited"),
+                   container_reason=request.get("containerReason"))
+            return respond(start_response, 200, {"taskArn": task.task_arn})
+        if path == "/_ext/ecs/forget-task":
+            task = find_task(request.get("task", ""))
+            if task is None:
+                return respond(start_response, 404, {"error": "no such task"})
+            self.forgotten.add(task.task_arn)
+            return respond(start_response, 200, {"taskArn": task.task_arn})
+        return respond(start_response, 404, {"error": f"unknown extension path {path}"})
+
+
+# ----- helpers over moto's models ---------------------------------------------------------------------
+
+def all_tasks():
+    for _account, regions in list(ecs_backends.items()):
+        for _region, backend in list(regions.items()):
+            for cluster_tasks in list(backend.tasks.values()):
+                yield from list(cluster_tasks.values())
+
+
+def find_task(arn_or_id):
+    wanted = (arn_or_id or "").rsplit("/", 1)[-1]
+    for task in all_tasks():
+        if task.task_arn == arn_or_id or task.id == wanted:
+            return task
+    return None
+
+
+def cluster_name(cluster):
+    return (cluster or "default").rsplit("/", 1)[-1]
+
+
+def container_environment(task):
+    """The emulated container's environment: the task definition's, then the overrides'."""
+    env = {}
+    try:
+        definition = task._backend.describe_task_definition(task.task_definition_arn)
+        for container in definition.container_definitions or []:
+            for pair in container.get("environment", []) or []:
+                if "name" in pair:
+                    env[pair["name"]] = str(pair.get("value", ""))
+    except Exception:  # a deregistered definition: only the overrides remain
+        pass
+    for override in (task.overrides or {}).get("containerOverrides", []) or []:
+        for pair in override.get("environment", []) or []:
+            if "name" in pair:
+                env[pair["name"]] = str(pair.get("value", ""))
+    return env
+
+
+def finish(task, exit_codes, stop_code, reason, container_reason):
+    """Stops a task as ECS would report it. exit_codes maps container name (None: any) to a code."""
+    stamp = now_utc()
+    task.last_status = "STOPPED"
+    task.desired_status = "STOPPED"
+    task.stopped_reason = reason
+    task.stop_code = stop_code
+    task.stopping_at = stamp
+    task.stopped_at = stamp
+    if not getattr(task, "started_at", None):
+        task.started_at = stamp
+    for container in task.containers:
+        name = getattr(container, "name", None)
+        code = exit_codes.get(name, exit_codes.get(None))
+        container.last_status = "STOPPED"
+        if code is None:
+            if hasattr(container, "exitCode"):
+                del container.exitCode
+        else:
+            container.exitCode = int(code)
+        if container_reason:
+            container.reason = container_reason
+
+
+def read_body(environ):
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    body = environ["wsgi.input"].read(length) if length > 0 else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body
+
+
+def parse_json(body):
+    try:
+        value = json.loads(body or b"{}")
+        return value if isinstance(value, dict) else {}
+    except ValueError:
+        return {}
+
+
+def respond(start_response, status, payload):
+    reasons = {200: "OK", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error"}
+    data = json.dumps(payload, default=str).encode()
+    start_response(f"{status} {reasons.get(status, 'Status')}", [
+        ("Content-Type", "application/x-amz-json-1.1"),
+        ("Content-Length", str(len(data))),
+        ("x-amzn-RequestId", "sequencer-emulator"),
+    ])
+    return [data]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    # Tasks move only when told to (see the module docstring); /moto-api/reset keeps this setting.
+    state_manager.set_transition(model_name="ecs::task", transition={"progression": "manual", "times": 10**9})
+    app = Extension(DomainDispatcherApplication(create_backend_app))
+    server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
+    host, port = server.server_address[:2]
+    print(f"sequencer-emulator listening on http://{host}:{port}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
