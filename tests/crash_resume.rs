@@ -1,0 +1,256 @@
+//! SIGKILL the CLI at many instants of a multi-step run that keeps its status in `--state`,
+//! restart it each time, and check with the emulator that every step was launched exactly once.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_at_random_instants_then_resume_launches_every_step_exactly_once() {
+    let emu = Emulator::start();
+    emu.cluster("etl").await;
+    emu.task_definition(
+        "job",
+        &["app"],
+        &[("SEQ_EMU_SECONDS", "4"), ("SEQ_EMU_EXIT_CODE", "0")],
+    )
+    .await;
+    let steps = 6;
+    let text: String = (1..=steps)
+        .map(|i| format!("- step{i}:\n    type: ecs_task\n    parameters: {{cluster: etl, task_definition: 'job:1', launch_type: FARGATE}}\n"))
+        .collect();
+    let b = batch(&text);
+    let state = b.dir.path().join("run.state.json");
+
+    // A fixed pseudo-random sequence of kill delays (xorshift), from "at once" to 2 s.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next_delay = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        Duration::from_millis(seed % 2000)
+    };
+    let mut kills = 0;
+    let started = Instant::now();
+    let final_run = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "the run did not finish"
+        );
+        let mut child = emu
+            .sequencer()
+            .args([
+                "run",
+                path_str(&b.path),
+                "--state",
+                path_str(&state),
+                "--poll-interval",
+                "1",
+                "--output",
+                "json",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let delay = next_delay();
+        let deadline = Instant::now() + delay;
+        while Instant::now() < deadline && child.try_wait().expect("wait").is_none() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if kills < 30 && child.try_wait().expect("wait").is_none() {
+            child.kill().expect("SIGKILL");
+            let killed = finish(child.wait_with_output().expect("reap"));
+            assert_eq!(killed.code, -1, "killed by a signal: {killed:?}");
+            kills += 1;
+            continue;
+        }
+        break finish(child.wait_with_output().expect("wait"));
+    };
+    assert_eq!(final_run.code, 0, "after {kills} kills: {final_run:?}");
+    assert!(
+        kills >= 20,
+        "the run should have been killed many times, was {kills}"
+    );
+
+    // Exactly once: one task per step, and every RunTask of a startedBy carried the same token.
+    let tasks = emu.task_arns("etl").await;
+    assert_eq!(tasks.len(), steps, "tasks started: {tasks:?}");
+    let mut tokens: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for call in emu.calls_of("RunTask") {
+        tokens
+            .entry(call["startedBy"].as_str().unwrap_or("").to_owned())
+            .or_default()
+            .push(call["clientToken"].as_str().unwrap_or("").to_owned());
+    }
+    assert_eq!(tokens.len(), steps, "one startedBy per step: {tokens:?}");
+    for (started_by, calls) in &tokens {
+        assert!(
+            calls.iter().all(|t| t == &calls[0]),
+            "{started_by} was launched with different tokens: {calls:?}"
+        );
+    }
+    let described = emu
+        .ecs()
+        .await
+        .describe_tasks()
+        .cluster("etl")
+        .set_tasks(Some(tasks))
+        .send()
+        .await
+        .unwrap();
+    let mut by_started_by: BTreeMap<String, usize> = BTreeMap::new();
+    for t in described.tasks() {
+        *by_started_by
+            .entry(t.started_by().unwrap_or("").to_owned())
+            .or_default() += 1;
+    }
+    assert!(by_started_by.values().all(|n| *n == 1), "{by_started_by:?}");
+
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(state["status"]["phase"], "Succeeded");
+    for s in state["status"]["steps"].as_array().unwrap() {
+        assert_eq!(s["phase"], "Succeeded");
+        assert_eq!(s["attempts"].as_array().unwrap().len(), 1, "{s}");
+    }
+    let total_calls = emu.calls_of("RunTask").len();
+    println!(
+        "crash test: {kills} SIGKILLs, {steps} steps, {} tasks, {total_calls} RunTask calls",
+        described.tasks().len()
+    );
+}
+
+/// The state a runner persists just before RunTask: step 1's attempt recorded as Launching.
+fn state_before_runtask(
+    batch_path: &std::path::Path,
+    state_path: &std::path::Path,
+) -> sequencer::action::Action {
+    use sequencer::observation::Observation;
+    let text = std::fs::read_to_string(batch_path).unwrap();
+    let label = batch_path.display().to_string();
+    let plan = sequencer::plan::Plan::new(sequencer::batch_file::parse(&label, &text).unwrap());
+    let status =
+        sequencer::status::RunStatus::new("4b9d3c2e-1111-4222-8333-944455556666".into(), &plan);
+    let decision =
+        sequencer::engine::advance(&plan, &status, &[Observation::Tick], jiff::Timestamp::now());
+    let launch = decision.actions.into_iter().next().expect("a Launch");
+    assert!(matches!(
+        launch,
+        sequencer::action::Action::Launch {
+            step: 0,
+            attempt: 1,
+            ..
+        }
+    ));
+    let state = sequencer::state_file::StateFile::new(label, None, decision.status);
+    sequencer::state_file::save(state_path, &state).unwrap();
+    launch
+}
+
+const TWO_STEPS: &str = "- one:\n    type: ecs_task\n    parameters: {cluster: etl, task_definition: 'job:1', launch_type: FARGATE}\n\
+- two:\n    type: ecs_task\n    parameters: {cluster: etl, task_definition: 'job:1', launch_type: FARGATE}\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_after_recording_the_launch_but_before_runtask_relaunches_with_the_same_token() {
+    let emu = Emulator::start();
+    emu.cluster("etl").await;
+    emu.task_definition("job", &["app"], &[("SEQ_EMU_SECONDS", "1")])
+        .await;
+    let b = batch(TWO_STEPS);
+    let state = b.dir.path().join("state.json");
+    let sequencer::action::Action::Launch { identity, .. } = state_before_runtask(&b.path, &state)
+    else {
+        unreachable!()
+    };
+
+    let run = run(emu.sequencer().args([
+        "run",
+        path_str(&b.path),
+        "--state",
+        path_str(&state),
+        "--poll-interval",
+        "1",
+        "--output",
+        "json",
+    ]));
+    assert_eq!(run.code, 0, "{run:?}");
+    let kinds: Vec<String> = events(&run)
+        .iter()
+        .filter_map(|e| e["event"].as_str().map(String::from))
+        .collect();
+    assert!(kinds.contains(&"launchReissued".to_owned()), "{kinds:?}");
+    let calls = emu.calls_of("RunTask");
+    assert_eq!(calls.len(), 2, "one RunTask per step: {calls:?}");
+    assert_eq!(
+        calls[0]["clientToken"],
+        identity.client_token.as_str(),
+        "the recorded token was used"
+    );
+    // The lookup came first.
+    let ops: Vec<String> = emu
+        .calls()
+        .iter()
+        .map(|c| c["operation"].as_str().unwrap_or("").to_owned())
+        .collect();
+    let first_run = ops.iter().position(|o| o == "RunTask").unwrap();
+    assert!(ops[..first_run].iter().any(|o| o == "ListTasks"), "{ops:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_after_runtask_but_before_recording_its_answer_finds_the_task_instead_of_launching_again()
+ {
+    let emu = Emulator::start();
+    emu.cluster("etl").await;
+    emu.task_definition("job", &["app"], &[("SEQ_EMU_SECONDS", "1")])
+        .await;
+    let b = batch(TWO_STEPS);
+    let state = b.dir.path().join("state.json");
+    let launch = state_before_runtask(&b.path, &state);
+    // RunTask happens over the wire; its answer is lost with the "crashed" runner.
+    let ecs = sequencer::ecs::Ecs::new(emu.ecs().await);
+    ecs.run_task(&launch).await.expect("RunTask");
+
+    let run = run(emu.sequencer().args([
+        "run",
+        path_str(&b.path),
+        "--state",
+        path_str(&state),
+        "--poll-interval",
+        "1",
+        "--output",
+        "json",
+    ]));
+    assert_eq!(run.code, 0, "{run:?}");
+    let found = events(&run)
+        .into_iter()
+        .find(|e| e["event"] == "tasksFound")
+        .expect("the lost task was found");
+    assert_eq!(found["step"], 1);
+    assert_eq!(
+        emu.calls_of("RunTask").len(),
+        2,
+        "step one was not launched again"
+    );
+    assert_eq!(emu.task_arns("etl").await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_state_file_from_another_batch_is_refused_and_nothing_runs() {
+    let emu = Emulator::start();
+    let b = batch(TWO_STEPS);
+    let state = b.dir.path().join("state.json");
+    state_before_runtask(&b.path, &state);
+    let other = batch(&TWO_STEPS.replace("job:1", "job:2"));
+    let run =
+        run(emu
+            .sequencer()
+            .args(["run", path_str(&other.path), "--state", path_str(&state)]));
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("belongs to another batch"), "{run:?}");
+    assert!(emu.calls().is_empty());
+}
