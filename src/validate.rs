@@ -241,6 +241,8 @@ impl SchemaChecker {
             .unwrap_or(&empty);
         let mut result = Map::new();
         let mut seen: Vec<(String, Pos)> = Vec::new();
+        // Known keys already suggested for a misspelt one: not reported again as missing.
+        let mut suggested: Vec<String> = Vec::new();
         let mut ok = true;
         for (key, value) in entries {
             let key_path = join(path, &key.name);
@@ -252,7 +254,12 @@ impl SchemaChecker {
                 ok = false;
                 let message = match (self.explain_unknown)(&wanted) {
                     Some(explanation) => explanation,
-                    None => unknown_key_message(&key.name, properties.keys()),
+                    None => {
+                        let (message, suggestion) =
+                            unknown_key_message(&key.name, properties.keys());
+                        suggested.extend(suggestion);
+                        message
+                    }
                 };
                 out.push(Problem {
                     at: key.at,
@@ -288,7 +295,8 @@ impl SchemaChecker {
             .flatten()
             .filter_map(Json::as_str)
         {
-            if !seen.iter().any(|(n, _)| n == required) {
+            if !seen.iter().any(|(n, _)| n == required) && !suggested.iter().any(|s| s == required)
+            {
                 ok = false;
                 let spelled = spellings(required);
                 let what = if path.is_empty() {
@@ -325,7 +333,11 @@ pub fn spellings(name: &str) -> String {
     }
 }
 
-fn unknown_key_message<'a>(key: &str, known: impl Iterator<Item = &'a String>) -> String {
+/// The message for an unknown key, and the known key it most likely meant.
+fn unknown_key_message<'a>(
+    key: &str,
+    known: impl Iterator<Item = &'a String>,
+) -> (String, Option<String>) {
     let known: Vec<&String> = known.collect();
     let wanted = normalize(key);
     let best = known
@@ -339,11 +351,17 @@ fn unknown_key_message<'a>(key: &str, known: impl Iterator<Item = &'a String>) -
         .collect::<Vec<_>>()
         .join(", ");
     match best {
-        Some((_, k)) => format!(
-            "unknown key `{key}`; did you mean {}? Allowed here: {allowed}",
-            spellings(k)
+        Some((_, k)) => (
+            format!(
+                "unknown key `{key}`; did you mean {}? Allowed here: {allowed}",
+                spellings(k)
+            ),
+            Some(k.clone()),
         ),
-        None => format!("unknown key `{key}`; allowed here: {allowed}"),
+        None => (
+            format!("unknown key `{key}`; allowed here: {allowed}"),
+            None,
+        ),
     }
 }
 
@@ -419,7 +437,9 @@ fn check_integer(
     if in_range {
         return Some(Json::Number(n.clone()));
     }
-    let range = match (min, max) {
+    // A type's own upper bound (u64::MAX) says nothing useful unless it is the one exceeded.
+    let shown_max = max.filter(|m| value > *m || Some(*m) != format_range.map(|r| r.1));
+    let range = match (min, shown_max) {
         (Some(a), Some(b)) => format!("from {a} to {b}"),
         (Some(a), None) => format!("{a} or more"),
         (None, Some(b)) => format!("{b} or less"),
@@ -524,7 +544,7 @@ mod tests {
             .iter()
             .map(|p| format!("{} {} {}", p.at, p.path, p.message))
             .collect();
-        assert_eq!(problems.len(), 4, "{messages:#?}");
+        assert_eq!(problems.len(), 3, "{messages:#?}");
         assert!(
             messages[0].starts_with("1:7 type `shell` is not allowed here; allowed: ecs_task"),
             "{messages:#?}"
@@ -540,9 +560,16 @@ mod tests {
             ),
             "{messages:#?}"
         );
+        // The misspelt key was suggested; it is not reported a second time as missing.
         assert!(
-            messages[3].contains("needs the key `taskDefinition`"),
+            !messages.iter().any(|m| m.contains("needs the key")),
             "{messages:#?}"
+        );
+        // A required key that is simply absent is reported.
+        let absent = check("type: ecs_task\nparameters: {cluster: c}\n").unwrap_err();
+        assert!(
+            absent[0].message.contains("needs the key `taskDefinition`"),
+            "{absent:?}"
         );
     }
 
