@@ -92,12 +92,14 @@ pub enum PropagateTags {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CapacityProviderStrategyItem {
     pub capacity_provider: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Relative share of the tasks (0 to 1000; ECS's default 0). Always sent, as the SDK does.
+    #[serde(default)]
     #[schemars(range(min = 0, max = 1000))]
-    pub weight: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: i32,
+    /// Tasks placed on this provider first (0 to 100000; ECS's default 0). Always sent.
+    #[serde(default)]
     #[schemars(range(min = 0, max = 100000))]
-    pub base: Option<i32>,
+    pub base: i32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -386,8 +388,8 @@ pub fn apply_to(
             |c| {
                 ecs::CapacityProviderStrategyItem::builder()
                     .capacity_provider(&c.capacity_provider)
-                    .set_weight(c.weight)
-                    .set_base(c.base)
+                    .weight(c.weight)
+                    .base(c.base)
                     .build()
                     .ok()
             },

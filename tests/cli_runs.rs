@@ -571,3 +571,35 @@ async fn dry_run_prints_the_exact_requests_and_calls_nothing() {
     assert_eq!(request["tags"].as_array().map(Vec::len), Some(3));
     assert!(emu.calls().is_empty(), "a dry run calls no AWS API");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_runtask_field_reaches_the_wire_exactly_as_dry_run_shows_it() {
+    let emu = Emulator::start();
+    // Answer the RunTask with failures[] so the emulator need not support every field.
+    emu.inject("RunTask", "failures", 1, Some("RESOURCE:CPU"));
+    let file = "tests/fixtures/every-runtask-field.yml";
+    let dry = run(emu.sequencer().args(["run", "--dry-run", file]));
+    assert_eq!(dry.code, 0, "{dry:?}");
+    let printed: Value = serde_json::from_str(&dry.stdout).unwrap();
+    let mut expected = printed[0]["runTask"].clone();
+    let real = run(emu.sequencer().args(["run", file, "--poll-interval", "1"]));
+    assert_eq!(real.code, 1, "{real:?}");
+    let calls = emu.calls_of("RunTask");
+    let mut sent = calls[0]["request"].clone();
+    // Token, startedBy and sequencer's tag values depend on the run id; compare their shape.
+    for v in [&mut expected, &mut sent] {
+        let obj = v.as_object_mut().unwrap();
+        assert_eq!(obj.remove("clientToken").and_then(|t| t.as_str().map(str::len)), Some(64));
+        let started_by = obj.remove("startedBy").unwrap();
+        assert!(started_by.as_str().unwrap().starts_with("nightly-etl-"), "{started_by}");
+        let tags = obj.remove("tags").unwrap();
+        let keys: Vec<&str> = tags.as_array().unwrap().iter().map(|t| t["key"].as_str().unwrap()).collect();
+        assert_eq!(keys, ["team", "sequencer.dev/run", "sequencer.dev/step", "sequencer.dev/attempt"]);
+    }
+    assert_eq!(sent, expected, "the SDK sent something other than what --dry-run shows");
+    // And the snake_case input came out as the API's names.
+    assert_eq!(sent["overrides"]["ephemeralStorage"]["sizeInGiB"], 50);
+    assert_eq!(sent["volumeConfigurations"][0]["managedEBSVolume"]["sizeInGiB"], 100);
+    assert_eq!(sent["enableECSManagedTags"], true);
+    assert_eq!(sent["overrides"]["memory"], "4096");
+}

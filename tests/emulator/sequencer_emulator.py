@@ -16,7 +16,7 @@ and moto does not is added here, in front of moto's own WSGI app:
 * Injected faults: POST /_ext/inject {"operation": "RunTask", "kind": "throttle" | "server-error" |
   "failures", "count": N, "reason": "...", "detail": "..."} makes the next N calls of that
   operation fail that way ("failures" answers HTTP 200 with failures[] and no task).
-* GET /_ext/calls lists every ECS call (operation, cluster, startedBy, clientToken) for assertions
+* GET /_ext/calls lists every ECS call (operation, cluster, startedBy, clientToken, the whole request) for assertions
   such as "RunTask was called once per startedBy". POST /_ext/reset clears the extension's state.
 * POST /_ext/ecs/forget-task {"task": ARN} makes ECS forget a task (it then answers MISSING).
 
@@ -86,6 +86,7 @@ class Extension:
             "cluster": request.get("cluster"),
             "startedBy": request.get("startedBy"),
             "clientToken": request.get("clientToken"),
+            "request": request,
             "time": time.time(),
         })
         injected = self.take_injection(operation)
