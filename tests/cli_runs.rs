@@ -589,17 +589,43 @@ async fn every_runtask_field_reaches_the_wire_exactly_as_dry_run_shows_it() {
     // Token, startedBy and sequencer's tag values depend on the run id; compare their shape.
     for v in [&mut expected, &mut sent] {
         let obj = v.as_object_mut().unwrap();
-        assert_eq!(obj.remove("clientToken").and_then(|t| t.as_str().map(str::len)), Some(64));
+        assert_eq!(
+            obj.remove("clientToken")
+                .and_then(|t| t.as_str().map(str::len)),
+            Some(64)
+        );
         let started_by = obj.remove("startedBy").unwrap();
-        assert!(started_by.as_str().unwrap().starts_with("nightly-etl-"), "{started_by}");
+        assert!(
+            started_by.as_str().unwrap().starts_with("nightly-etl-"),
+            "{started_by}"
+        );
         let tags = obj.remove("tags").unwrap();
-        let keys: Vec<&str> = tags.as_array().unwrap().iter().map(|t| t["key"].as_str().unwrap()).collect();
-        assert_eq!(keys, ["team", "sequencer.dev/run", "sequencer.dev/step", "sequencer.dev/attempt"]);
+        let keys: Vec<&str> = tags
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["key"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "team",
+                "sequencer.dev/run",
+                "sequencer.dev/step",
+                "sequencer.dev/attempt"
+            ]
+        );
     }
-    assert_eq!(sent, expected, "the SDK sent something other than what --dry-run shows");
+    assert_eq!(
+        sent, expected,
+        "the SDK sent something other than what --dry-run shows"
+    );
     // And the snake_case input came out as the API's names.
     assert_eq!(sent["overrides"]["ephemeralStorage"]["sizeInGiB"], 50);
-    assert_eq!(sent["volumeConfigurations"][0]["managedEBSVolume"]["sizeInGiB"], 100);
+    assert_eq!(
+        sent["volumeConfigurations"][0]["managedEBSVolume"]["sizeInGiB"],
+        100
+    );
     assert_eq!(sent["enableECSManagedTags"], true);
     assert_eq!(sent["overrides"]["memory"], "4096");
 }
