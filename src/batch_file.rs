@@ -14,7 +14,7 @@ use serde_json::Value as Json;
 use crate::plan::PlannedStep;
 use crate::run_task::SEQUENCER_TAG_COUNT;
 use crate::step::{ContainerSelection, StepDefinition};
-use crate::validate::{Problem, SchemaChecker, normalize, position_of};
+use crate::validate::{Problem, SchemaChecker, position_of};
 use crate::yaml::{self, Node, Pos, Value};
 
 /// ECS limits checked before anything runs.
@@ -297,9 +297,4 @@ fn check_limits(step: &StepDefinition, body: &Node) -> Vec<Problem> {
 /// The steps as the canonical JSON the schema describes (used by `validate --output json`).
 pub fn steps_json(steps: &[PlannedStep]) -> Json {
     serde_json::to_value(steps).unwrap_or_default()
-}
-
-/// True when two spellings name the same key (`task_definition` and `taskDefinition`).
-pub fn same_key(a: &str, b: &str) -> bool {
-    normalize(a) == normalize(b)
 }

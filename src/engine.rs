@@ -23,6 +23,7 @@ use crate::identity::launch_identity;
 use crate::judge::judge_task;
 use crate::observation::{ApiError, EcsFailure, LaunchResponse, Observation};
 use crate::plan::{Plan, PlannedStep};
+use crate::run_task::LaunchIdentity;
 use crate::status::{
     Attempt, AttemptPhase, CancelRequest, Failure, FailureClass, RunPhase, RunStatus, StepPhase,
     StopRequest, TaskRecord,
@@ -440,11 +441,11 @@ impl Run<'_> {
             }
             AttemptPhase::Running => {
                 if let Some(failure) = self.running_failure(step, &attempt) {
-                    let a = self
-                        .attempt_mut(index, attempt.attempt)
-                        .expect("attempt exists");
-                    a.phase = AttemptPhase::Stopping;
-                    a.failure = Some(failure);
+                    if let Some(a) = self.attempt_mut(index, attempt.attempt) {
+                        a.phase = AttemptPhase::Stopping;
+                        a.failure = Some(failure);
+                    }
+                    // Now Stopping: this pass requests the stops.
                     return self.progress_step(index);
                 }
                 if attempt.tasks.iter().all(TaskRecord::is_finished) {
@@ -481,11 +482,10 @@ impl Run<'_> {
                         );
                     }
                 }
-                let attempt = self.status.steps[index]
-                    .attempts
-                    .last()
-                    .cloned()
-                    .expect("attempt exists");
+                // Re-read: the stop requests above are recorded on it.
+                let Some(attempt) = self.status.steps[index].attempts.last().cloned() else {
+                    return false;
+                };
                 // A cancelled run ends once every stop is acknowledged; otherwise wait for STOPPED so
                 // a retry never overlaps its predecessor and the final exit codes are recorded.
                 let done = attempt.tasks.iter().all(|t| {
@@ -535,21 +535,21 @@ impl Run<'_> {
         })
     }
 
-    fn start_attempt(&mut self, index: usize, number: u32) {
+    /// The clientToken, startedBy and tags of attempt `number` of step `index`.
+    fn identity(&self, index: usize, number: u32) -> LaunchIdentity {
         let step = &self.plan.steps[index];
-        let params = &step.definition.parameters;
-        let identity = launch_identity(
-            params.started_by.as_deref(),
-            &self.status.run_id,
-            index,
-            &step.name,
-            number,
-        );
+        let label = step.definition.parameters.started_by.as_deref();
+        launch_identity(label, &self.status.run_id, index, &step.name, number)
+    }
+
+    fn start_attempt(&mut self, index: usize, number: u32) {
+        let identity = self.identity(index, number);
+        let cluster = self.plan.steps[index].definition.parameters.cluster.clone();
         self.status.steps[index].attempts.push(Attempt {
             attempt: number,
             client_token: identity.client_token.clone(),
             started_by: identity.started_by.clone(),
-            cluster: params.cluster.clone(),
+            cluster,
             phase: AttemptPhase::Launching,
             created_at: self.now,
             launched_at: None,
@@ -569,20 +569,13 @@ impl Run<'_> {
     }
 
     fn push_launch(&mut self, index: usize, number: u32) {
-        let step = &self.plan.steps[index];
-        let params = &step.definition.parameters;
-        let identity = launch_identity(
-            params.started_by.as_deref(),
-            &self.status.run_id,
-            index,
-            &step.name,
-            number,
-        );
+        let identity = self.identity(index, number);
+        let parameters = Box::new(self.plan.steps[index].definition.parameters.clone());
         self.answered.insert((index, number));
         self.actions.push(Action::Launch {
             step: index,
             attempt: number,
-            parameters: Box::new(params.clone()),
+            parameters,
             identity,
         });
     }

@@ -430,7 +430,7 @@ fn merge(mut a: serde_json::Value, b: serde_json::Value) -> serde_json::Value {
 
 /// The closing table: one row per step, then the run's result.
 pub fn summary_table(status: &RunStatus) -> String {
-    let rows: Vec<[String; 5]> = status
+    let rows: Vec<[String; 6]> = status
         .steps
         .iter()
         .enumerate()
@@ -448,36 +448,36 @@ pub fn summary_table(status: &RunStatus) -> String {
                 (None, None) => String::new(),
             };
             [
-                format!("{}", i + 1),
+                (i + 1).to_string(),
                 s.name.clone(),
                 result,
-                format!("{}", s.attempts.len()),
-                format!("{}  {detail}", step_duration(s)),
+                s.attempts.len().to_string(),
+                step_duration(s),
+                detail,
             ]
         })
         .collect();
-    let headers = ["#", "STEP", "RESULT", "ATTEMPTS", "DURATION  DETAIL"];
-    let widths: Vec<usize> = (0..4)
-        .map(|c| {
-            rows.iter()
-                .map(|r| r[c].chars().count())
-                .chain([headers[c].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::from("\n");
-    let line = |cells: [&str; 5]| {
+    let headers = ["#", "STEP", "RESULT", "ATTEMPTS", "DURATION", "DETAIL"];
+    let width = |c: usize| {
+        rows.iter()
+            .map(|r| r[c].chars().count())
+            .chain([headers[c].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let widths: Vec<usize> = (0..5).map(width).collect();
+    let line = |cells: [&str; 6]| {
         let mut l = String::new();
-        for (c, cell) in cells.iter().enumerate().take(4) {
+        for (c, cell) in cells.iter().enumerate().take(5) {
             l.push_str(&format!("{cell:<w$}  ", w = widths[c]));
         }
-        l.push_str(cells[4]);
+        l.push_str(cells[5]);
         l.trim_end().to_owned() + "\n"
     };
+    let mut out = String::from("\n");
     out.push_str(&line(headers));
     for r in &rows {
-        out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
+        out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]));
     }
     let total = match (status.start_time, status.completion_time) {
         (Some(a), Some(b)) => format!(
@@ -499,4 +499,78 @@ pub fn summary_table(status: &RunStatus) -> String {
         status.message.as_deref().unwrap_or("")
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{Failure, FailureClass, StepStatus};
+
+    fn step(name: &str, phase: StepPhase) -> StepStatus {
+        StepStatus {
+            name: name.into(),
+            phase,
+            attempts: vec![],
+            next_attempt_at: None,
+            start_time: None,
+            completion_time: None,
+            failure: None,
+            failure_ignored: false,
+        }
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(format_duration(Duration::from_millis(3_040)), "3.0s");
+        assert_eq!(format_duration(Duration::from_secs(67)), "1m07s");
+        assert_eq!(format_duration(Duration::from_secs(3_725)), "1h02m05s");
+    }
+
+    #[test]
+    fn the_summary_names_every_step_and_the_verdict() {
+        let t0 = Timestamp::from_second(1_800_000_000).unwrap();
+        let mut one = step("extract", StepPhase::Failed);
+        one.failure_ignored = true;
+        one.failure = Some(Failure {
+            class: FailureClass::ExitCode,
+            reason: "EssentialContainerExited".into(),
+            message: "task t: container app exited with 3".into(),
+        });
+        one.start_time = Some(t0);
+        one.completion_time = Some(t0 + Duration::from_secs(65));
+        let mut two = step("load", StepPhase::Failed);
+        two.failure = Some(Failure {
+            class: FailureClass::Launch,
+            reason: "RESOURCE:MEMORY".into(),
+            message: "no room".into(),
+        });
+        let status = RunStatus {
+            run_id: "r1".into(),
+            plan_digest: String::new(),
+            phase: RunPhase::Failed,
+            start_time: Some(t0),
+            completion_time: Some(t0 + Duration::from_secs(70)),
+            current_step: None,
+            total_steps: 3,
+            steps: vec![one, two, step("report", StepPhase::Pending)],
+            cancel: None,
+            message: Some("step load failed: no room".into()),
+        };
+        let table = summary_table(&status);
+        let lines: Vec<&str> = table.lines().filter(|l| !l.is_empty()).collect();
+        assert!(
+            lines[0].starts_with("#  STEP     RESULT            ATTEMPTS  DURATION  DETAIL"),
+            "{table}"
+        );
+        assert!(lines[1].contains("extract  Failed (ignored)  0         1m05s     EssentialContainerExited: task t: container app exited with 3"), "{table}");
+        assert!(
+            lines[2].contains("load     Failed") && lines[2].contains("RESOURCE:MEMORY: no room"),
+            "{table}"
+        );
+        assert!(lines[3].contains("report   Not run"), "{table}");
+        assert_eq!(
+            lines[4],
+            "run r1 FAILED in 1m10s: step load failed: no room"
+        );
+    }
 }
