@@ -5,10 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet --bin sequencer
+sequencer() { cargo run --quiet --bin sequencer -- "$@"; }
 . tests/emulator/start.sh
 "$SEQUENCER_EMULATOR_PYTHON" tests/emulator/demo_world.py examples/nightly-etl.yml
 echo "== sequencer run examples/nightly-etl.yml  (emulator at $AWS_ENDPOINT_URL)"
-target/debug/sequencer run examples/nightly-etl.yml --poll-interval 1
+sequencer run examples/nightly-etl.yml --poll-interval 1
 echo
 echo "== SEQUENCER_YAML_S3_PATH=s3://sequencer-demo/nightly-etl.yml sequencer"
-SEQUENCER_YAML_S3_PATH=s3://sequencer-demo/nightly-etl.yml target/debug/sequencer --poll-interval 1
+SEQUENCER_YAML_S3_PATH=s3://sequencer-demo/nightly-etl.yml sequencer --poll-interval 1

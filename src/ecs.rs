@@ -89,9 +89,22 @@ impl Ecs {
         arns.dedup();
         let mut tasks = Vec::new();
         for chunk in arns.chunks(DESCRIBE_BATCH) {
-            let described = self.describe(cluster, chunk).await?;
-            // A listed task carries this startedBy; check anyway, the filter is ours to trust.
-            tasks.extend(described.tasks);
+            let out = self
+                .client
+                .describe_tasks()
+                .set_cluster(cluster.map(Into::into))
+                .set_tasks(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(api_error)?;
+            // Only tasks that really carry this startedBy are this attempt's: a wrong one adopted
+            // here would be judged as the step's result.
+            tasks.extend(
+                out.tasks()
+                    .iter()
+                    .filter(|t| t.started_by() == Some(started_by))
+                    .map(task_record),
+            );
         }
         Ok(tasks)
     }

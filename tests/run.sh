@@ -1,11 +1,25 @@
 #!/usr/bin/env bash
-# Every test: formatting, lints, unit and property tests, and the integration tests that run the
-# `sequencer` binary against a local AWS emulator on 127.0.0.1 (installed on first use into
-# ~/.cache/sequencer; each test starts its own emulator process on a free port).
+# Every test: formatting, lints, the demo (README's first command), unit and property tests, and
+# the integration tests that run the `sequencer` binary against a local AWS emulator on 127.0.0.1
+# (installed on first use into ~/.cache/sequencer; each test starts its own emulator on a free port).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEQUENCER_EMULATOR_PYTHON="$(tests/emulator/install.sh | tail -n 1)"
 export SEQUENCER_EMULATOR_PYTHON
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
-cargo test --locked
+
+demo_log="$(mktemp -t sequencer-demo.XXXXXX.log)"
+if ! ./examples/demo.sh >"$demo_log" 2>&1 || [ "$(grep -c ' SUCCEEDED in ' "$demo_log")" != 2 ]; then
+  echo "examples/demo.sh failed:" >&2; cat "$demo_log" >&2; exit 1
+fi
+echo "examples/demo.sh: both runs succeeded"
+
+test_log="$(mktemp -t sequencer-tests.XXXXXX.log)"
+status=0
+cargo test --locked 2>&1 | tee "$test_log" || status=$?
+totals=$(awk '/^test result: /{for(i=1;i<=NF;i++){if($(i+1) ~ /^passed/)p+=$i; if($(i+1) ~ /^failed/)f+=$i}} END{print p+0, f+0}' "$test_log")
+passed=${totals% *}
+failed=${totals#* }
+echo "tests: ${passed:-0} passed, ${failed:-0} failed"
+exit "$status"

@@ -10,7 +10,7 @@ log="$(mktemp -t sequencer-emulator.XXXXXX.log)"
 "$SEQUENCER_EMULATOR_PYTHON" "$here/sequencer_emulator.py" --host 127.0.0.1 --port 0 >"$log" 2>&1 &
 SEQUENCER_EMULATOR_PID=$!
 export SEQUENCER_EMULATOR_PID
-trap 'kill "$SEQUENCER_EMULATOR_PID" 2>/dev/null; wait "$SEQUENCER_EMULATOR_PID" 2>/dev/null' EXIT
+trap 'kill "$SEQUENCER_EMULATOR_PID" 2>/dev/null; wait "$SEQUENCER_EMULATOR_PID" 2>/dev/null || true' EXIT
 for _ in $(seq 300); do
   url="$(sed -n 's/^sequencer-emulator listening on \(http:[^ ]*\)$/\1/p' "$log")"
   [ -n "$url" ] && break
