@@ -151,11 +151,19 @@ impl Run<'_> {
                 step,
                 attempt,
                 outcome,
-            } => {
-                if let (Ok(names), Some(a)) = (outcome, self.attempt_mut(*step, *attempt)) {
-                    a.essential_containers = Some(names.clone());
+            } => match outcome {
+                Ok(names) => {
+                    if let Some(a) = self.attempt_mut(*step, *attempt) {
+                        a.essential_containers = Some(names.clone());
+                    }
                 }
-            }
+                // Judging waits for it and it is asked again every tick; say why the step waits.
+                Err(e) => self.events.push(RunEvent::PollFailed {
+                    error: format!(
+                        "DescribeTaskDefinition (needed for `containers: essential`): {e}"
+                    ),
+                }),
+            },
         }
     }
 

@@ -492,6 +492,24 @@ fn exit_code_failures_are_not_retried_unless_asked() {
 }
 
 #[test]
+fn essential_only_judging_reads_the_task_definition_first() {
+    use crate::step::{ContainerPolicy, ContainerSelection, SuccessPolicy};
+    let mut a = step("a");
+    a.definition.success = Some(SuccessPolicy {
+        containers: ContainerSelection::Policy(ContainerPolicy::Essential),
+        exit_codes: vec![0],
+    });
+    let plan = plan_of(vec![a]);
+    let sim = simulate(&plan, FakeEcs::default(), &[], None);
+    assert_eq!(sim.status.phase, RunPhase::Succeeded);
+    let attempt = &sim.status.steps[0].attempts[0];
+    assert_eq!(
+        attempt.essential_containers.as_deref(),
+        Some(&["app".to_owned()][..])
+    );
+}
+
+#[test]
 fn launch_failures_carry_the_ecs_reason() {
     let plan = plan_of(vec![step("a")]);
     let mut ecs = FakeEcs::default();
