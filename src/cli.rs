@@ -68,6 +68,8 @@ enum Command {
     Run(RunArgs),
     /// Check a batch file and print what is wrong, without calling ECS.
     Validate(ValidateArgs),
+    /// Print the Sequence CustomResourceDefinition (what crds/ holds).
+    Crd,
 }
 
 #[derive(Args, Debug)]
@@ -121,6 +123,10 @@ pub fn main() -> ExitCode {
     let exit = runtime.block_on(async {
         match cli.command {
             Some(Command::Validate(args)) => validate(args).await,
+            Some(Command::Crd) => {
+                print!("{}", crate::sequence::crd_yaml());
+                Exit::Success
+            }
             Some(Command::Run(args)) => run(args).await,
             None => run(cli.run).await,
         }

@@ -13,6 +13,7 @@ pub mod plan;
 pub mod progress;
 pub mod run_task;
 pub mod runner;
+pub mod sequence;
 pub mod source;
 pub mod state_file;
 pub mod status;

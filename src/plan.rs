@@ -1,14 +1,17 @@
 //! A plan: the validated, ordered steps of one run, fixed before anything starts.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::step::StepDefinition;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A named step: the batch file's `- name: {...}`, or one entry of a Sequence's `spec.steps`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PlannedStep {
-    /// The step's name as written (names may repeat; steps are identified by position).
+    /// The step's name (names may repeat; steps are identified by position).
+    #[schemars(length(min = 1))]
     pub name: String,
     #[serde(flatten)]
     pub definition: StepDefinition,

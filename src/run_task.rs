@@ -253,9 +253,9 @@ pub enum PlacementStrategyType {
 pub struct Tag {
     #[schemars(length(min = 1, max = 128))]
     pub key: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 256))]
-    pub value: String,
+    pub value: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -351,7 +351,7 @@ pub fn request_json(params: &RunTaskParameters, identity: &LaunchIdentity) -> se
         let tags: Vec<serde_json::Value> = params
             .tags
             .iter()
-            .map(|t| serde_json::json!({"key": t.key, "value": t.value}))
+            .map(|t| serde_json::to_value(t).unwrap_or_default())
             .chain(
                 identity
                     .tags
@@ -373,8 +373,8 @@ pub fn apply_to(
     let tags = p
         .tags
         .iter()
-        .map(|t| tag(&t.key, &t.value))
-        .chain(identity.tags.iter().map(|(k, v)| tag(k, v)))
+        .map(|t| tag(&t.key, t.value.as_deref()))
+        .chain(identity.tags.iter().map(|(k, v)| tag(k, Some(v))))
         .collect();
     builder
         .task_definition(&p.task_definition)
@@ -444,8 +444,11 @@ fn non_empty<T>(items: impl Iterator<Item = T>) -> Option<Vec<T>> {
     (!v.is_empty()).then_some(v)
 }
 
-fn tag(key: &str, value: &str) -> ecs::Tag {
-    ecs::Tag::builder().key(key).value(value).build()
+fn tag(key: &str, value: Option<&str>) -> ecs::Tag {
+    ecs::Tag::builder()
+        .key(key)
+        .set_value(value.map(Into::into))
+        .build()
 }
 
 fn network_configuration(n: &NetworkConfiguration) -> ecs::NetworkConfiguration {
@@ -533,7 +536,9 @@ fn volume_configuration(v: &TaskVolumeConfiguration) -> Option<ecs::TaskVolumeCo
                     .resource_type(ecs::EbsResourceType::from(
                         enum_text(&t.resource_type).as_str(),
                     ))
-                    .set_tags(non_empty(t.tags.iter().map(|x| tag(&x.key, &x.value))))
+                    .set_tags(non_empty(
+                        t.tags.iter().map(|x| tag(&x.key, x.value.as_deref())),
+                    ))
                     .set_propagate_tags(
                         t.propagate_tags
                             .map(|p| ecs::PropagateTags::from(enum_text(&p).as_str())),

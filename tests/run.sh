@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Every test: formatting, lints, the demo (README's first command), unit and property tests, and
-# the integration tests that run the `sequencer` binary against a local AWS emulator on 127.0.0.1
-# (installed on first use into ~/.cache/sequencer; each test starts its own emulator on a free port).
+# Every test: formatting, lints, the demo (README's first command), unit and property tests, the
+# integration tests that run the `sequencer` binary against a local AWS emulator on 127.0.0.1, and
+# the CRD tests against a real kube-apiserver + etcd on 127.0.0.1 (both installed on first use into
+# ~/.cache/sequencer; each test starts its own servers on free ports).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEQUENCER_EMULATOR_PYTHON="$(tests/emulator/install.sh | tail -n 1)"
 export SEQUENCER_EMULATOR_PYTHON
+# A real kube-apiserver + etcd for the CRD tests, built once from Debian's source (cached).
+tests/kube/install.sh >/dev/null
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 

@@ -2,6 +2,8 @@
 //! `sequencer` binary pointed at it, and helpers to shape the emulated ECS world.
 #![allow(dead_code)]
 
+pub mod apiserver;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,196 @@
+//! The `Sequence` custom resource (`sequencer.dev/v1alpha1`): one run of a batch, like a Job.
+//!
+//! The spec holds the steps inline (the batch file's step model, camelCase) or names where to read a
+//! seed-format batch file (S3 or a ConfigMap). The CRD in `crds/` is generated from these types by
+//! `sequencer crd`; a test fails when the committed file is stale.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResource;
+use kube::CustomResourceExt;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::plan::PlannedStep;
+
+/// A batch of ECS tasks run strictly one after another, each launched exactly once.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "sequencer.dev",
+    version = "v1alpha1",
+    kind = "Sequence",
+    plural = "sequences",
+    shortname = "seq",
+    category = "sequencer",
+    namespaced,
+    status = "SequenceStatus",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Progress","type":"string","jsonPath":".status.progress"}"#,
+    printcolumn = r#"{"name":"Step","type":"string","jsonPath":".status.currentStepName"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SequenceSpec {
+    /// The steps, in order. Give either `steps` or `source`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<PlannedStep>,
+    /// Where to read a batch file in the seed's format. Give either `steps` or `source`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SequenceSource>,
+    /// Seconds between two looks at running tasks (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub poll_interval_seconds: Option<u64>,
+    /// Fail the whole run (stopping its tasks) once it has run this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub active_deadline_seconds: Option<u64>,
+    /// While true, no further step is launched; a running step is left to finish.
+    #[serde(default)]
+    pub suspend: bool,
+    /// AWS region for ECS and S3 (default: the controller's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+/// Exactly one of `s3` and `configMap`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SequenceSource {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Source>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<ConfigMapSource>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Source {
+    /// `s3://bucket/key`.
+    #[schemars(regex(pattern = r"^s3://[^/]+/.+"))]
+    pub uri: String,
+    /// Pin an object version (recommended with versioned buckets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapSource {
+    /// A ConfigMap in the Sequence's namespace.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// The key holding the batch file.
+    #[schemars(length(min = 1))]
+    pub key: String,
+}
+
+/// What the controller has seen and done. Conditions are the contract; `phase` is for display.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SequenceStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// `done/total`, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_step_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The run itself: plan digest, steps, attempts, tasks, exit codes (see the CLI's state file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "opaque_object")]
+    pub run: Option<Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions")]
+    pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+}
+
+/// Conditions as a list-map keyed on `type`, as Kubernetes' own types declare them.
+fn conditions(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["type"],
+        "items": {
+            "type": "object",
+            "required": ["type", "status", "lastTransitionTime", "reason", "message"],
+            "properties": {
+                "type": {"type": "string"},
+                "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+                "observedGeneration": {"type": "integer", "format": "int64"},
+                "lastTransitionTime": {"type": "string", "format": "date-time"},
+                "reason": {"type": "string"},
+                "message": {"type": "string"}
+            }
+        }
+    })
+}
+
+fn opaque_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
+}
+
+/// The CRD as installed: the derived one, made structural where a field may take two shapes.
+///
+/// Kubernetes requires one type per schema node. `success.containers` is `all`, `essential` or a
+/// list of names, so the API server is told to keep it as written, and the controller validates it
+/// with the same checker the batch files use (same messages, same places).
+pub fn crd() -> CustomResourceDefinition {
+    let mut crd = Sequence::crd();
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            let mut value = serde_json::to_value(&*schema).unwrap_or(Value::Null);
+            structuralize(&mut value);
+            if let Ok(fixed) = serde_json::from_value(value) {
+                *schema = fixed;
+            }
+        }
+    }
+    crd
+}
+
+fn structuralize(node: &mut Value) {
+    let Some(obj) = node.as_object_mut() else {
+        return;
+    };
+    let mixed = obj
+        .get("anyOf")
+        .or_else(|| obj.get("oneOf"))
+        .and_then(Value::as_array)
+        .is_some_and(|alternatives| {
+            let types: Vec<&Value> = alternatives.iter().filter_map(|a| a.get("type")).collect();
+            types.len() != alternatives.len() || types.windows(2).any(|w| w[0] != w[1])
+        });
+    if mixed && !obj.contains_key("type") {
+        let description = obj.get("description").cloned();
+        obj.clear();
+        if let Some(d) = description {
+            obj.insert("description".into(), d);
+        }
+        obj.insert("x-kubernetes-preserve-unknown-fields".into(), json!(true));
+        return;
+    }
+    // `nullable: true` already admits null; an enum listing null is rejected by API servers that
+    // check enum members against the type (1.20 does, with a misleading message).
+    if let Some(Value::Array(members)) = obj.get_mut("enum") {
+        members.retain(|m| !m.is_null());
+    }
+    for value in obj.values_mut() {
+        match value {
+            Value::Object(_) => structuralize(value),
+            Value::Array(items) => items.iter_mut().for_each(structuralize),
+            _ => {}
+        }
+    }
+}
+
+/// The CRD as YAML, as `sequencer crd` prints it and `crds/` holds it.
+pub fn crd_yaml() -> String {
+    serde_saphyr::to_string(&crd()).unwrap_or_default()
+}

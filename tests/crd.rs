@@ -1,0 +1,144 @@
+//! The Sequence CRD: generated from the Rust types, committed in crds/, and accepted by a real
+//! kube-apiserver, whose own validation then rejects malformed Sequences.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+use support::apiserver::KubeServer;
+use support::*;
+
+const CRD_FILE: &str = "crds/sequences.sequencer.dev.yaml";
+
+#[test]
+fn the_committed_crd_is_what_the_types_generate() {
+    let committed = std::fs::read_to_string(repo_root().join(CRD_FILE)).unwrap_or_default();
+    assert!(
+        committed == sequencer::sequence::crd_yaml(),
+        "{CRD_FILE} is stale: regenerate it with `cargo run -- crd > {CRD_FILE}`"
+    );
+    let printed = std::process::Command::new(env!("CARGO_BIN_EXE_sequencer"))
+        .arg("crd")
+        .output()
+        .unwrap();
+    assert!(printed.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&printed.stdout),
+        committed,
+        "`sequencer crd` prints the committed CRD"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_server_accepts_the_crd_and_enforces_its_schema() {
+    let server = KubeServer::start();
+    let client = server.client().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd: CustomResourceDefinition =
+        serde_saphyr::from_str(&std::fs::read_to_string(repo_root().join(CRD_FILE)).unwrap())
+            .unwrap();
+    crds.patch(
+        "sequences.sequencer.dev",
+        &PatchParams::apply("sequencer-test").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("apply the CRD");
+    // Established.
+    let mut established = false;
+    for _ in 0..100 {
+        let current = crds.get("sequences.sequencer.dev").await.unwrap();
+        established = current
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True");
+        if established {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(established, "the CRD never became Established");
+
+    let api: Api<sequencer::sequence::Sequence> = Api::namespaced(client.clone(), "default");
+    let good = json!({
+        "apiVersion": "sequencer.dev/v1alpha1", "kind": "Sequence", "metadata": {"name": "nightly"},
+        "spec": {"steps": [
+            {"name": "extract", "type": "ecs_task", "parameters": {"cluster": "etl", "taskDefinition": "extract:1", "count": 2},
+             "retry": {"limit": 2, "on": ["launch"]}, "success": {"containers": ["app"], "exitCodes": [0, 3]}},
+            {"name": "load", "type": "ecs_task", "ignoreFailure": true, "parameters": {"taskDefinition": "load:1"}, "success": {"containers": "essential"}}
+        ], "pollIntervalSeconds": 10}
+    });
+    let created = api
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(good).unwrap(),
+        )
+        .await
+        .expect("a valid Sequence is accepted");
+    assert_eq!(created.spec.steps.len(), 2);
+    assert_eq!(
+        created.spec.steps[1]
+            .definition
+            .success
+            .as_ref()
+            .map(|s| s.exit_codes.clone()),
+        Some(vec![0])
+    );
+
+    for (bad, expected) in [
+        (
+            json!({"steps": [{"name": "a", "type": "ecs_task", "parameters": {"taskDefinition": "x", "count": 11}}]}),
+            "spec.steps.parameters.count: Invalid value: 11",
+        ),
+        (
+            json!({"steps": [{"name": "a", "type": "shell", "parameters": {"taskDefinition": "x"}}]}),
+            "spec.steps.type",
+        ),
+        (
+            json!({"steps": [{"name": "a", "type": "ecs_task", "parameters": {}}]}),
+            "spec.steps.parameters.taskDefinition",
+        ),
+        (
+            json!({"steps": [{"name": "a", "type": "ecs_task", "parameters": {"taskDefinition": "x", "launchType": "SERVERLESS"}}]}),
+            "spec.steps.parameters.launchType",
+        ),
+        (
+            json!({"source": {"s3": {"uri": "http://not-s3"}}}),
+            "spec.source.s3.uri",
+        ),
+        (
+            json!({"pollIntervalSeconds": 0}),
+            "spec.pollIntervalSeconds",
+        ),
+    ] {
+        // Untyped, so that only the API server judges the object.
+        let resource = ::kube::core::ApiResource::erase::<sequencer::sequence::Sequence>(&());
+        let raw: Api<::kube::core::DynamicObject> =
+            Api::namespaced_with(client.clone(), "default", &resource);
+        let object = json!({"apiVersion": "sequencer.dev/v1alpha1", "kind": "Sequence", "metadata": {"name": "bad"}, "spec": bad});
+        let err = raw
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(object).unwrap(),
+            )
+            .await
+            .expect_err("must be rejected");
+        let ::kube::Error::Api(status) = err else {
+            panic!("not an API error: {err}")
+        };
+        assert_eq!(status.code, 422, "{status:?}");
+        assert!(
+            status.message.contains(expected),
+            "{expected:?} not in {:?}",
+            status.message
+        );
+    }
+    api.delete("nightly", &DeleteParams::default())
+        .await
+        .unwrap();
+}
