@@ -21,7 +21,7 @@ use crate::identity::launch_identity;
 use crate::plan::{DEFAULT_POLL_INTERVAL_SECONDS, Plan};
 use crate::progress::{OutputFormat, Reporter};
 use crate::run_task::request_json;
-use crate::runner::{self, FileStore, MemoryStore, StatusStore};
+use crate::runner::{self, CliStore, StatusStore};
 use crate::source::{self, BatchSource, LoadedBatch};
 use crate::state_file::{self, StateFile};
 use crate::status::{RunPhase, RunStatus};
@@ -254,10 +254,10 @@ async fn run(args: RunArgs) -> Exit {
 
     let mut reporter = Reporter::new(args.output, std::io::stdout());
     // Resume from the state file, or start a new run.
-    let (status, mut store): (RunStatus, Box<dyn StatusStore>) = match &args.state {
+    let (status, mut store) = match &args.state {
         None => (
             RunStatus::new(uuid::Uuid::new_v4().to_string(), &plan),
-            Box::new(MemoryStore),
+            CliStore::Memory,
         ),
         Some(path) => match state_file::load(path) {
             Err(e) => return fail(Exit::InvalidInput, e),
@@ -291,24 +291,24 @@ async fn run(args: RunArgs) -> Exit {
                 let status = state.status.clone();
                 (
                     status,
-                    Box::new(FileStore {
+                    CliStore::File {
                         path: path.clone(),
-                        template: state,
-                    }),
+                        template: Box::new(state),
+                    },
                 )
             }
             Ok(None) => {
                 let status = RunStatus::new(uuid::Uuid::new_v4().to_string(), &plan);
                 let template =
                     StateFile::new(loaded.label.clone(), loaded.s3.as_ref(), status.clone());
-                let mut store = FileStore {
+                let mut store = CliStore::File {
                     path: path.clone(),
-                    template,
+                    template: Box::new(template),
                 };
-                if let Err(e) = store.save(&status) {
+                if let Err(e) = store.save(&status).await {
                     return fail(Exit::AwsOrConfig, e);
                 }
-                (status, Box::new(store))
+                (status, store)
             }
         },
     };
@@ -334,7 +334,7 @@ async fn run(args: RunArgs) -> Exit {
     reporter.note("runInfo", &origin);
 
     let cancel = watch_signals();
-    match runner::run(&plan, status, &ecs, store.as_mut(), &mut reporter, cancel).await {
+    match runner::run(&plan, status, &ecs, &mut store, &mut reporter, cancel).await {
         Ok(status) => {
             reporter.summary(&status);
             exit_for(&status)

@@ -2,6 +2,7 @@ pub mod action;
 pub mod backoff;
 pub mod batch_file;
 pub mod cli;
+pub mod conditions;
 pub mod ecs;
 pub mod engine;
 #[cfg(test)]

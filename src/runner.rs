@@ -7,7 +7,6 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tokio::sync::watch;
 
-use crate::action::Action;
 use crate::ecs::Executor;
 use crate::engine::advance;
 use crate::observation::Observation;
@@ -18,42 +17,85 @@ use crate::status::RunStatus;
 
 const MIN_WAIT: Duration = Duration::from_millis(50);
 
-/// Where a run's status is kept between decisions.
+/// Where a run's status is kept between decisions. `save` must not return before the status is
+/// durable: the runner carries out a decision's actions only after it returns.
 pub trait StatusStore {
-    fn save(&mut self, status: &RunStatus) -> Result<(), StateError>;
+    type Error: std::error::Error;
+    fn save(
+        &mut self,
+        status: &RunStatus,
+    ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send;
 }
 
-/// Keeps nothing: a run without `--state` cannot be resumed.
-pub struct MemoryStore;
+/// The CLI's stores: nothing (a run without `--state` cannot be resumed), or the `--state` file.
+pub enum CliStore {
+    Memory,
+    File {
+        path: std::path::PathBuf,
+        template: Box<StateFile>,
+    },
+}
 
-impl StatusStore for MemoryStore {
-    fn save(&mut self, _: &RunStatus) -> Result<(), StateError> {
-        Ok(())
+impl StatusStore for CliStore {
+    type Error = StateError;
+    async fn save(&mut self, status: &RunStatus) -> Result<(), StateError> {
+        match self {
+            CliStore::Memory => Ok(()),
+            CliStore::File { path, template } => {
+                template.status = status.clone();
+                save(path, template)
+            }
+        }
     }
 }
 
-/// The `--state` file.
-pub struct FileStore {
-    pub path: std::path::PathBuf,
-    pub template: StateFile,
+/// The outcome of `drive`: the status reached, and when the engine wants to look again.
+pub struct Driven {
+    pub status: RunStatus,
+    pub wake_at: Option<Timestamp>,
 }
 
-impl StatusStore for FileStore {
-    fn save(&mut self, status: &RunStatus) -> Result<(), StateError> {
-        self.template.status = status.clone();
-        save(&self.path, &self.template)
+/// Feeds the engine until it asks for nothing more right now: advance, persist the new status,
+/// carry out the actions, advance again with their answers. Shared by the CLI and the controller,
+/// so that both apply exactly the same protocol.
+pub async fn drive<E: Executor, S: StatusStore, W: Write>(
+    plan: &Plan,
+    mut status: RunStatus,
+    mut observations: Vec<Observation>,
+    ecs: &E,
+    store: &mut S,
+    reporter: &mut Reporter<W>,
+) -> Result<Driven, S::Error> {
+    loop {
+        let decision = advance(plan, &status, &observations, Timestamp::now());
+        if decision.status != status {
+            store.save(&decision.status).await?;
+        }
+        status = decision.status;
+        reporter.events(plan, &status, &decision.events);
+        if decision.actions.is_empty() {
+            return Ok(Driven {
+                status,
+                wake_at: decision.wake_at,
+            });
+        }
+        observations = Vec::with_capacity(decision.actions.len());
+        for action in &decision.actions {
+            tracing::debug!(?action, "carrying out");
+            observations.push(ecs.execute(action).await);
+        }
     }
 }
 
 /// Runs until the run is finished. `cancel` carries a reason once the user asks to stop.
-pub async fn run<E: Executor, W: Write>(
+pub async fn run<E: Executor, S: StatusStore, W: Write>(
     plan: &Plan,
     mut status: RunStatus,
     ecs: &E,
-    store: &mut dyn StatusStore,
+    store: &mut S,
     reporter: &mut Reporter<W>,
     mut cancel: watch::Receiver<Option<String>>,
-) -> Result<RunStatus, StateError> {
+) -> Result<RunStatus, S::Error> {
     // A (re)started runner begins with a tick: it looks at running tasks and at launches that may
     // have happened before a crash.
     let mut observations = vec![Observation::Tick];
@@ -63,36 +105,21 @@ pub async fn run<E: Executor, W: Write>(
             observations.push(Observation::CancelRequested { reason });
             cancel_sent = true;
         }
-        let decision = advance(plan, &status, &observations, Timestamp::now());
-        if decision.status != status {
-            store.save(&decision.status)?;
-        }
-        status = decision.status;
-        reporter.events(plan, &status, &decision.events);
-
-        observations = Vec::with_capacity(decision.actions.len());
-        for action in &decision.actions {
-            tracing::debug!(?action, "carrying out");
-            let observation = ecs.execute(action).await;
-            if let (
-                Action::Launch { .. },
-                Observation::Launched {
-                    outcome: Err(e), ..
-                },
-            ) = (action, &observation)
-            {
-                tracing::warn!(error = %e, "RunTask failed");
-            }
-            observations.push(observation);
-        }
-        if !observations.is_empty() {
-            continue;
-        }
+        let driven = drive(
+            plan,
+            status,
+            std::mem::take(&mut observations),
+            ecs,
+            store,
+            reporter,
+        )
+        .await?;
+        status = driven.status;
         if status.is_finished() {
             return Ok(status);
         }
         let now = Timestamp::now();
-        let wait = match decision.wake_at {
+        let wait = match driven.wake_at {
             Some(at) if at > now => at.duration_since(now).unsigned_abs(),
             Some(_) => Duration::ZERO,
             None => Duration::from_secs(plan.poll_interval_seconds.max(1)),

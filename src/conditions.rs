@@ -1,0 +1,268 @@
+//! A Sequence's conditions, derived from its run's status: the contract for `kubectl wait` and for
+//! tools (Argo CD, alerts). `phase` is for display; these are what to rely on.
+//!
+//! - `Running`: a step is in progress.
+//! - `Complete`: every step is done (failures under `ignoreFailure` included).
+//! - `Failed`: the run failed; the reason says how (the failing step's reason, `DeadlineExceeded`,
+//!   `InvalidSpec`, `SourceError`, `Cancelled`).
+//! - `Suspended`: `spec.suspend` holds back the next step.
+//!
+//! A condition's `lastTransitionTime` changes only when its status does.
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::status::{RunPhase, RunStatus, StepPhase};
+
+pub const RUNNING: &str = "Running";
+pub const COMPLETE: &str = "Complete";
+pub const FAILED: &str = "Failed";
+pub const SUSPENDED: &str = "Suspended";
+
+/// What the conditions are computed from besides the run.
+#[derive(Clone, Debug, Default)]
+pub struct Context<'a> {
+    pub suspended: bool,
+    pub generation: Option<i64>,
+    /// Why the run could not start (reason, message), e.g. `InvalidSpec`.
+    pub refused: Option<(&'a str, &'a str)>,
+}
+
+pub fn conditions(
+    previous: &[Condition],
+    run: &RunStatus,
+    ctx: &Context,
+    now: Timestamp,
+) -> Vec<Condition> {
+    let finished = run.phase.is_terminal() || ctx.refused.is_some();
+    let current = run
+        .current_step
+        .and_then(|i| run.steps.get(i).map(|s| (i, s)));
+    let running = !finished && current.is_some_and(|(_, s)| s.phase == StepPhase::Running);
+    let (running_reason, running_message) = match current {
+        Some((i, s)) if running => (
+            "StepRunning".to_owned(),
+            format!("step {}/{} ({}) is running", i + 1, run.total_steps, s.name),
+        ),
+        _ if finished => ("Finished".to_owned(), "the run has ended".to_owned()),
+        _ => ("Waiting".to_owned(), "no step is running".to_owned()),
+    };
+    let complete = run.phase == RunPhase::Succeeded && ctx.refused.is_none();
+    let (failed, failed_reason, failed_message) = failure(run, ctx);
+    let suspended = ctx.suspended && !finished;
+
+    let make = |type_: &str, status: bool, reason: String, message: String| {
+        let status = if status { "True" } else { "False" }.to_owned();
+        let last_transition_time = previous
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or(Time(now));
+        Condition {
+            type_: type_.to_owned(),
+            status,
+            reason,
+            message,
+            last_transition_time,
+            observed_generation: ctx.generation,
+        }
+    };
+    vec![
+        make(RUNNING, running, running_reason, running_message),
+        make(
+            COMPLETE,
+            complete,
+            if complete {
+                "Succeeded".into()
+            } else {
+                "NotFinished".into()
+            },
+            if complete {
+                run.message.clone().unwrap_or_default()
+            } else {
+                "the run has not succeeded".into()
+            },
+        ),
+        make(FAILED, failed, failed_reason, failed_message),
+        make(
+            SUSPENDED,
+            suspended,
+            if suspended {
+                "SuspendRequested".into()
+            } else {
+                "NotSuspended".into()
+            },
+            if suspended {
+                "spec.suspend is true: no further step is launched".into()
+            } else {
+                String::new()
+            },
+        ),
+    ]
+}
+
+fn failure(run: &RunStatus, ctx: &Context) -> (bool, String, String) {
+    if let Some((reason, message)) = ctx.refused {
+        return (true, reason.to_owned(), message.to_owned());
+    }
+    if run.phase != RunPhase::Failed {
+        return (false, "NotFailed".into(), String::new());
+    }
+    let step = run
+        .steps
+        .iter()
+        .find(|s| s.phase == StepPhase::Failed && !s.failure_ignored);
+    let reason = if run.cancel.is_some() {
+        "Cancelled".to_owned()
+    } else {
+        step.and_then(|s| s.failure.as_ref())
+            .map(|f| camel_reason(&f.reason))
+            .unwrap_or_else(|| "Failed".into())
+    };
+    (true, reason, run.message.clone().unwrap_or_default())
+}
+
+/// Condition reasons must be CamelCase identifiers: `RESOURCE:MEMORY` becomes `RESOURCEMEMORY`.
+fn camel_reason(reason: &str) -> String {
+    let cleaned: String = reason
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
+    match cleaned.chars().next() {
+        Some(c) if c.is_ascii_alphabetic() => cleaned,
+        _ => format!("Failed{cleaned}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Plan, PlannedStep};
+    use crate::run_task::RunTaskParameters;
+    use crate::status::{Failure, FailureClass};
+    use crate::step::{StepDefinition, StepType};
+
+    fn run_of(n: usize) -> RunStatus {
+        let steps = (0..n)
+            .map(|i| PlannedStep {
+                name: format!("s{i}"),
+                definition: StepDefinition {
+                    step_type: StepType::EcsTask,
+                    parameters: RunTaskParameters {
+                        task_definition: "td".into(),
+                        ..Default::default()
+                    },
+                    ignore_failure: false,
+                    active: true,
+                    timeout_seconds: None,
+                    retry: None,
+                    success: None,
+                },
+            })
+            .collect();
+        RunStatus::new("r".into(), &Plan::new(steps))
+    }
+
+    fn find<'a>(cs: &'a [Condition], t: &str) -> &'a Condition {
+        cs.iter().find(|c| c.type_ == t).expect("condition present")
+    }
+
+    #[test]
+    fn running_then_complete_with_stable_transition_times() {
+        let t0 = Timestamp::from_second(1_800_000_000).unwrap();
+        let t1 = Timestamp::from_second(1_800_000_100).unwrap();
+        let t2 = Timestamp::from_second(1_800_000_200).unwrap();
+        let mut run = run_of(2);
+        run.phase = RunPhase::Running;
+        run.current_step = Some(0);
+        run.steps[0].phase = StepPhase::Running;
+        let ctx = Context {
+            generation: Some(3),
+            ..Default::default()
+        };
+        let first = conditions(&[], &run, &ctx, t0);
+        assert_eq!(find(&first, RUNNING).status, "True");
+        assert_eq!(find(&first, RUNNING).message, "step 1/2 (s0) is running");
+        assert_eq!(find(&first, COMPLETE).status, "False");
+        assert_eq!(find(&first, RUNNING).observed_generation, Some(3));
+
+        // Still running at t1 (another step): the transition time stays t0.
+        run.current_step = Some(1);
+        run.steps[1].phase = StepPhase::Running;
+        let second = conditions(&first, &run, &ctx, t1);
+        assert_eq!(find(&second, RUNNING).last_transition_time, Time(t0));
+        assert_eq!(find(&second, COMPLETE).last_transition_time, Time(t0));
+
+        run.phase = RunPhase::Succeeded;
+        run.current_step = None;
+        let third = conditions(&second, &run, &ctx, t2);
+        assert_eq!(
+            (
+                find(&third, RUNNING).status.as_str(),
+                find(&third, RUNNING).last_transition_time.clone()
+            ),
+            ("False", Time(t2))
+        );
+        assert_eq!(
+            (
+                find(&third, COMPLETE).status.as_str(),
+                find(&third, COMPLETE).last_transition_time.clone()
+            ),
+            ("True", Time(t2))
+        );
+        assert_eq!(find(&third, FAILED).last_transition_time, Time(t0));
+    }
+
+    #[test]
+    fn failed_carries_the_failing_steps_reason_as_camel_case() {
+        let mut run = run_of(1);
+        run.phase = RunPhase::Failed;
+        run.steps[0].phase = StepPhase::Failed;
+        run.steps[0].failure = Some(Failure {
+            class: FailureClass::Launch,
+            reason: "RESOURCE:MEMORY".into(),
+            message: "m".into(),
+        });
+        run.message = Some("step s0 failed: m".into());
+        let cs = conditions(&[], &run, &Context::default(), Timestamp::UNIX_EPOCH);
+        let failed = find(&cs, FAILED);
+        assert_eq!(
+            (
+                failed.status.as_str(),
+                failed.reason.as_str(),
+                failed.message.as_str()
+            ),
+            ("True", "RESOURCEMEMORY", "step s0 failed: m")
+        );
+        assert_eq!(find(&cs, COMPLETE).status, "False");
+    }
+
+    #[test]
+    fn a_refused_spec_is_failed_and_suspension_shows_only_while_unfinished() {
+        let run = run_of(1);
+        let ctx = Context {
+            refused: Some(("InvalidSpec", "spec.steps[0]: bad")),
+            suspended: true,
+            ..Default::default()
+        };
+        let cs = conditions(&[], &run, &ctx, Timestamp::UNIX_EPOCH);
+        assert_eq!(
+            (
+                find(&cs, FAILED).status.as_str(),
+                find(&cs, FAILED).reason.as_str()
+            ),
+            ("True", "InvalidSpec")
+        );
+        assert_eq!(find(&cs, SUSPENDED).status, "False");
+        let cs = conditions(
+            &[],
+            &run,
+            &Context {
+                suspended: true,
+                ..Default::default()
+            },
+            Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(find(&cs, SUSPENDED).status, "True");
+    }
+}
