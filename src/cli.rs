@@ -70,6 +70,18 @@ enum Command {
     Validate(ValidateArgs),
     /// Print the Sequence CustomResourceDefinition (what crds/ holds).
     Crd,
+    /// Run the Sequence controller (in-cluster config, or KUBECONFIG).
+    Controller(ControllerArgs),
+}
+
+#[derive(Args, Debug)]
+struct ControllerArgs {
+    /// Watch only this namespace (default: all).
+    #[arg(long, env = "SEQUENCER_NAMESPACE")]
+    namespace: Option<String>,
+    /// Default AWS region for Sequences that name none.
+    #[arg(long, env = "AWS_REGION")]
+    region: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -123,6 +135,7 @@ pub fn main() -> ExitCode {
     let exit = runtime.block_on(async {
         match cli.command {
             Some(Command::Validate(args)) => validate(args).await,
+            Some(Command::Controller(args)) => controller(args).await,
             Some(Command::Crd) => {
                 print!("{}", crate::sequence::crd_yaml());
                 Exit::Success
@@ -346,6 +359,20 @@ async fn run(args: RunArgs) -> Exit {
             ),
         ),
     }
+}
+
+async fn controller(args: ControllerArgs) -> Exit {
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => return fail(Exit::AwsOrConfig, format!("cannot reach Kubernetes: {e}")),
+    };
+    let config = aws_config(args.region).await;
+    if let Err(e) = check_credentials(&config).await {
+        return fail(Exit::AwsOrConfig, e);
+    }
+    let ecs = Ecs::new(aws_sdk_ecs::Client::new(&config));
+    crate::controller::run(client, ecs, args.namespace).await;
+    Exit::Success
 }
 
 fn exit_for(status: &RunStatus) -> Exit {

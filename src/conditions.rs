@@ -95,7 +95,7 @@ pub fn conditions(
             if suspended {
                 "spec.suspend is true: no further step is launched".into()
             } else {
-                String::new()
+                "spec.suspend is false".into()
             },
         ),
     ]
@@ -106,7 +106,7 @@ fn failure(run: &RunStatus, ctx: &Context) -> (bool, String, String) {
         return (true, reason.to_owned(), message.to_owned());
     }
     if run.phase != RunPhase::Failed {
-        return (false, "NotFailed".into(), String::new());
+        return (false, "NotFailed".into(), "the run has not failed".into());
     }
     let step = run
         .steps
@@ -119,7 +119,12 @@ fn failure(run: &RunStatus, ctx: &Context) -> (bool, String, String) {
             .map(|f| camel_reason(&f.reason))
             .unwrap_or_else(|| "Failed".into())
     };
-    (true, reason, run.message.clone().unwrap_or_default())
+    let message = run
+        .message
+        .clone()
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| "the run failed".into());
+    (true, reason, message)
 }
 
 /// Condition reasons must be CamelCase identifiers: `RESOURCE:MEMORY` becomes `RESOURCEMEMORY`.
@@ -235,6 +240,16 @@ mod tests {
             ("True", "RESOURCEMEMORY", "step s0 failed: m")
         );
         assert_eq!(find(&cs, COMPLETE).status, "False");
+    }
+
+    #[test]
+    fn no_condition_has_an_empty_message() {
+        let cs = conditions(&[], &run_of(1), &Context::default(), Timestamp::UNIX_EPOCH);
+        assert!(
+            cs.iter()
+                .all(|c| !c.message.is_empty() && !c.reason.is_empty()),
+            "{cs:?}"
+        );
     }
 
     #[test]

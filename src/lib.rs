@@ -3,6 +3,7 @@ pub mod backoff;
 pub mod batch_file;
 pub mod cli;
 pub mod conditions;
+pub mod controller;
 pub mod ecs;
 pub mod engine;
 #[cfg(test)]

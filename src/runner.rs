@@ -7,6 +7,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tokio::sync::watch;
 
+use crate::action::RunEvent;
 use crate::ecs::Executor;
 use crate::engine::advance;
 use crate::observation::Observation;
@@ -49,6 +50,17 @@ impl StatusStore for CliStore {
     }
 }
 
+/// Where the engine's events go: progress lines for the CLI, Kubernetes Events for the controller.
+pub trait EventSink {
+    fn events(&mut self, plan: &Plan, status: &RunStatus, events: &[RunEvent]);
+}
+
+impl<W: Write> EventSink for Reporter<W> {
+    fn events(&mut self, plan: &Plan, status: &RunStatus, events: &[RunEvent]) {
+        Reporter::events(self, plan, status, events);
+    }
+}
+
 /// The outcome of `drive`: the status reached, and when the engine wants to look again.
 pub struct Driven {
     pub status: RunStatus,
@@ -58,13 +70,13 @@ pub struct Driven {
 /// Feeds the engine until it asks for nothing more right now: advance, persist the new status,
 /// carry out the actions, advance again with their answers. Shared by the CLI and the controller,
 /// so that both apply exactly the same protocol.
-pub async fn drive<E: Executor, S: StatusStore, W: Write>(
+pub async fn drive<E: Executor, S: StatusStore, R: EventSink>(
     plan: &Plan,
     mut status: RunStatus,
     mut observations: Vec<Observation>,
     ecs: &E,
     store: &mut S,
-    reporter: &mut Reporter<W>,
+    reporter: &mut R,
 ) -> Result<Driven, S::Error> {
     loop {
         let decision = advance(plan, &status, &observations, Timestamp::now());

@@ -102,6 +102,10 @@ pub struct SequenceStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "opaque_object")]
     pub run: Option<Value>,
+    /// The steps as pinned when the run started; a later edit of the spec does not change them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "opaque_list")]
+    pub plan: Option<Value>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions")]
     pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
@@ -126,6 +130,10 @@ fn conditions(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
             }
         }
     })
+}
+
+fn opaque_list(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}})
 }
 
 fn opaque_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

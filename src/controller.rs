@@ -1,0 +1,416 @@
+//! The Sequence controller: runs each Sequence with the same engine and the same drive loop as the
+//! CLI, keeping the run in `.status` instead of a state file.
+//!
+//! Per reconcile: read the Sequence; pin its plan in `.status` when the run starts (a later spec
+//! edit does not change a running plan); drive the engine until it asks for nothing more, writing
+//! `.status` before every action with the object's resourceVersion as precondition (a stale read
+//! fails with a conflict and the next reconcile starts from the stored status); then requeue at the
+//! engine's wake time. Deleting a Sequence stops its tasks first (finalizer).
+//!
+//! Not built yet (see the issue): ConfigMap and S3 sources, `suspend`, `activeDeadlineSeconds`,
+//! the shared poller, metrics and health endpoints, leader election.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use kube::api::{Api, PostParams, ResourceExt};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter as EventReporter};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::watcher;
+use kube::{Client, Resource};
+use serde_json::Value;
+
+use crate::action::RunEvent;
+use crate::conditions::{self, conditions};
+use crate::ecs::Ecs;
+use crate::observation::Observation;
+use crate::plan::{Plan, PlannedStep};
+use crate::runner::{EventSink, StatusStore, drive};
+use crate::sequence::{Sequence, SequenceStatus};
+use crate::status::{RunPhase, RunStatus, StepPhase};
+
+pub const FINALIZER: &str = "sequencer.dev/stop-tasks";
+pub const FIELD_MANAGER: &str = "sequencer-controller";
+
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub ecs: Ecs,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error(
+        "the Sequence changed while being reconciled; the next reconcile starts from its stored status"
+    )]
+    Conflict,
+    #[error("{0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+impl Error {
+    /// A short label for metrics and logs.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Conflict => "conflict",
+            Error::Finalizer(_) => "finalizer",
+        }
+    }
+}
+
+/// Runs the controller until SIGTERM or Ctrl-C. Running ECS tasks are left running: the next
+/// controller resumes them from `.status`.
+pub async fn run(client: Client, ecs: Ecs, namespace: Option<String>) {
+    let sequences: Api<Sequence> = match &namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let recorder = Recorder::new(
+        client.clone(),
+        EventReporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
+    let ctx = Arc::new(Context {
+        client,
+        recorder,
+        ecs,
+    });
+    Controller::new(sequences, watcher::Config::default().any_semantic())
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "reconcile failed");
+            }
+        })
+        .await;
+}
+
+fn error_policy(_: Arc<Sequence>, error: &Error, _: Arc<Context>) -> Action {
+    // Conflicts resolve on the next read; other errors are usually transient API trouble.
+    match error {
+        Error::Conflict => Action::requeue(Duration::from_millis(200)),
+        _ => Action::requeue(Duration::from_secs(5)),
+    }
+}
+
+async fn reconcile(seq: Arc<Sequence>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let api: Api<Sequence> =
+        Api::namespaced(ctx.client.clone(), &seq.namespace().unwrap_or_default());
+    finalizer(&api, FINALIZER, seq, |event| async {
+        match event {
+            Finalizer::Apply(seq) => apply(&api, &seq, &ctx, vec![Observation::Tick]).await,
+            Finalizer::Cleanup(seq) => cleanup(&api, &seq, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// The plan pinned in `.status` when the run started, else the one the spec gives now.
+fn plan_of(seq: &Sequence) -> Result<Plan, (&'static str, String)> {
+    let pinned = seq.status.as_ref().and_then(|s| s.plan.clone());
+    let steps: Vec<PlannedStep> = match pinned {
+        Some(plan) => serde_json::from_value(plan)
+            .map_err(|e| ("InvalidStatus", format!("status.plan cannot be read: {e}")))?,
+        None if seq.spec.source.is_some() => {
+            return Err((
+                "SourceError",
+                "spec.source is not supported by this controller yet; give spec.steps".into(),
+            ));
+        }
+        None if seq.spec.steps.is_empty() => {
+            return Err((
+                "InvalidSpec",
+                "spec.steps is empty: give at least one step (or spec.source)".into(),
+            ));
+        }
+        None => seq.spec.steps.clone(),
+    };
+    let mut plan = Plan::new(steps);
+    if let Some(seconds) = seq.spec.poll_interval_seconds {
+        plan.poll_interval_seconds = seconds;
+    }
+    Ok(plan)
+}
+
+async fn apply(
+    api: &Api<Sequence>,
+    seq: &Sequence,
+    ctx: &Context,
+    observations: Vec<Observation>,
+) -> Result<Action, Error> {
+    let mut store = KubeStore::new(api.clone(), seq);
+    let plan = match plan_of(seq) {
+        Ok(plan) => plan,
+        Err((reason, message)) => {
+            store.refuse(reason, &message).await?;
+            publish(ctx, seq, EventType::Warning, reason, &message).await;
+            return Ok(Action::await_change());
+        }
+    };
+    store.plan = Some(serde_json::to_value(&plan.steps).unwrap_or(Value::Null));
+    let status = match seq
+        .status
+        .as_ref()
+        .and_then(|s| s.run.clone())
+        .map(serde_json::from_value::<RunStatus>)
+    {
+        Some(Ok(status)) => status,
+        Some(Err(e)) => {
+            store
+                .refuse("InvalidStatus", &format!("status.run cannot be read: {e}"))
+                .await?;
+            return Ok(Action::await_change());
+        }
+        None => RunStatus::new(seq.uid().unwrap_or_default(), &plan),
+    };
+    if status.is_finished() && observations.iter().all(|o| matches!(o, Observation::Tick)) {
+        return Ok(Action::await_change());
+    }
+    let mut sink = EventCollector::default();
+    let driven = drive(&plan, status, observations, &ctx.ecs, &mut store, &mut sink).await?;
+    for (type_, reason, note) in sink.events {
+        publish(ctx, seq, type_, &reason, &note).await;
+    }
+    if driven.status.is_finished() {
+        return Ok(Action::await_change());
+    }
+    let now = Timestamp::now();
+    let wait = driven
+        .wake_at
+        .filter(|at| *at > now)
+        .map(|at| at.duration_since(now).unsigned_abs())
+        .unwrap_or(Duration::from_millis(100));
+    Ok(Action::requeue(wait.max(Duration::from_millis(100))))
+}
+
+/// The Sequence is being deleted: stop its running tasks, then let it go.
+async fn cleanup(api: &Api<Sequence>, seq: &Sequence, ctx: &Context) -> Result<Action, Error> {
+    let running = seq
+        .status
+        .as_ref()
+        .and_then(|s| s.run.clone())
+        .and_then(|r| serde_json::from_value::<RunStatus>(r).ok())
+        .is_some_and(|r| !r.is_finished());
+    if !running {
+        return Ok(Action::await_change());
+    }
+    apply(
+        api,
+        seq,
+        ctx,
+        vec![
+            Observation::Tick,
+            Observation::CancelRequested {
+                reason: "the Sequence was deleted".into(),
+            },
+        ],
+    )
+    .await?;
+    // The finalizer is removed only once the run has ended (its stops acknowledged).
+    let fresh = api.get(&seq.name_any()).await?;
+    let finished = fresh
+        .status
+        .and_then(|s| s.run)
+        .and_then(|r| serde_json::from_value::<RunStatus>(r).ok())
+        .is_none_or(|r| r.is_finished());
+    if finished {
+        Ok(Action::await_change())
+    } else {
+        Err(Error::Conflict)
+    }
+}
+
+async fn publish(ctx: &Context, seq: &Sequence, type_: EventType, reason: &str, note: &str) {
+    let event = KubeEvent {
+        type_,
+        reason: reason.into(),
+        note: Some(note.chars().take(1024).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &seq.object_ref(&())).await {
+        tracing::warn!(error = %e, "could not publish an event");
+    }
+}
+
+/// Writes `.status` through the status subresource, with the last seen resourceVersion as
+/// precondition: never from a stale read.
+struct KubeStore {
+    api: Api<Sequence>,
+    object: Sequence,
+    plan: Option<Value>,
+}
+
+impl KubeStore {
+    fn new(api: Api<Sequence>, seq: &Sequence) -> Self {
+        KubeStore {
+            api,
+            object: seq.clone(),
+            plan: None,
+        }
+    }
+
+    async fn write(&mut self, status: SequenceStatus) -> Result<(), Error> {
+        let mut object = self.object.clone();
+        object.status = Some(status);
+        object.metadata.managed_fields = None;
+        tracing::debug!(status = %serde_json::to_string(&object.status).unwrap_or_default(), "writing status");
+        // A replace carries the resourceVersion last read: a stale write fails with 409.
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        match self
+            .api
+            .replace_status(&object.name_any(), &params, &object)
+            .await
+        {
+            Ok(stored) => {
+                self.object = stored;
+                Ok(())
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => Err(Error::Conflict),
+            Err(e) => Err(Error::Kube(e)),
+        }
+    }
+
+    async fn refuse(&mut self, reason: &str, message: &str) -> Result<(), Error> {
+        let previous = self.object.status.clone().unwrap_or_default();
+        let run = RunStatus::new(self.object.uid().unwrap_or_default(), &Plan::new(vec![]));
+        let ctx = conditions::Context {
+            refused: Some((reason, message)),
+            generation: self.object.meta().generation,
+            suspended: self.object.spec.suspend,
+        };
+        let status = SequenceStatus {
+            phase: Some("Failed".into()),
+            progress: None,
+            current_step_name: None,
+            observed_generation: self.object.meta().generation,
+            run: None,
+            plan: None,
+            conditions: conditions(&previous.conditions, &run, &ctx, Timestamp::now()),
+        };
+        if self.object.status.as_ref() == Some(&status) {
+            return Ok(());
+        }
+        self.write(status).await
+    }
+}
+
+impl StatusStore for KubeStore {
+    type Error = Error;
+
+    async fn save(&mut self, run: &RunStatus) -> Result<(), Error> {
+        let previous = self.object.status.clone().unwrap_or_default();
+        let done = run.steps.iter().filter(|s| s.phase.is_terminal()).count();
+        let current_step_name = run
+            .current_step
+            .and_then(|i| run.steps.get(i))
+            .filter(|s| s.phase == StepPhase::Running)
+            .map(|s| s.name.clone());
+        let ctx = conditions::Context {
+            generation: self.object.meta().generation,
+            suspended: self.object.spec.suspend,
+            refused: None,
+        };
+        let status = SequenceStatus {
+            phase: Some(format!("{:?}", run.phase)),
+            progress: Some(format!("{done}/{}", run.total_steps)),
+            current_step_name,
+            observed_generation: self.object.meta().generation,
+            run: serde_json::to_value(run).ok(),
+            plan: self.plan.clone().or(previous.plan.clone()),
+            conditions: conditions(&previous.conditions, run, &ctx, Timestamp::now()),
+        };
+        self.write(status).await
+    }
+}
+
+/// Collects the engine's events during a drive; they become Kubernetes Events afterwards.
+#[derive(Default)]
+struct EventCollector {
+    events: Vec<(EventType, String, String)>,
+}
+
+impl EventSink for EventCollector {
+    fn events(&mut self, _: &Plan, status: &RunStatus, events: &[RunEvent]) {
+        let name = |i: &usize| {
+            status
+                .steps
+                .get(*i)
+                .map(|s| s.name.clone())
+                .unwrap_or_default()
+        };
+        for event in events {
+            let (type_, reason, note) = match event {
+                RunEvent::StepStarted { step, attempt } => (
+                    EventType::Normal,
+                    "StepStarted",
+                    format!("step {} ({}) attempt {attempt}", step + 1, name(step)),
+                ),
+                RunEvent::TasksLaunched {
+                    step, task_arns, ..
+                } => (
+                    EventType::Normal,
+                    "TasksLaunched",
+                    format!(
+                        "step {} ({}): {}",
+                        step + 1,
+                        name(step),
+                        task_arns.join(", ")
+                    ),
+                ),
+                RunEvent::StepSucceeded { step, .. } => (
+                    EventType::Normal,
+                    "StepSucceeded",
+                    format!("step {} ({})", step + 1, name(step)),
+                ),
+                RunEvent::StepFailed {
+                    step,
+                    failure,
+                    ignored,
+                } => {
+                    let note = format!(
+                        "step {} ({}) [{}]{}: {}",
+                        step + 1,
+                        name(step),
+                        failure.reason,
+                        if *ignored { " (ignored)" } else { "" },
+                        failure.message
+                    );
+                    (EventType::Warning, "StepFailed", note)
+                }
+                RunEvent::LaunchDeferred { step, error, .. } => (
+                    EventType::Warning,
+                    "LaunchDeferred",
+                    format!("step {} ({}): {error}", step + 1, name(step)),
+                ),
+                RunEvent::RunFinished {
+                    phase: RunPhase::Succeeded,
+                } => (
+                    EventType::Normal,
+                    "Completed",
+                    status.message.clone().unwrap_or_default(),
+                ),
+                RunEvent::RunFinished { .. } => (
+                    EventType::Warning,
+                    "Failed",
+                    status.message.clone().unwrap_or_default(),
+                ),
+                _ => continue,
+            };
+            self.events.push((type_, reason.into(), note));
+        }
+    }
+}
