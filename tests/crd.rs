@@ -141,4 +141,13 @@ async fn the_api_server_accepts_the_crd_and_enforces_its_schema() {
     api.delete("nightly", &DeleteParams::default())
         .await
         .unwrap();
+
+    // The example in examples/ is a valid Sequence.
+    let text = std::fs::read_to_string(repo_root().join("examples/sequence.yaml")).unwrap();
+    let example: sequencer::sequence::Sequence = serde_saphyr::from_str(&text).unwrap();
+    let stored = api
+        .create(&PostParams::default(), &example)
+        .await
+        .expect("examples/sequence.yaml is accepted");
+    assert_eq!(stored.spec.steps.len(), 3);
 }
