@@ -287,8 +287,8 @@ fn check_limits(step: &StepDefinition, body: &Node) -> Vec<Problem> {
                 ),
             );
         }
-        if retry.on.is_empty() && retry.limit > 0 {
-            problem(&["retry", "on"], "name at least one failure class to retry on: launch, infrastructure, exitCode, timeout".into());
+        if retry.when.is_empty() && retry.limit > 0 {
+            problem(&["retry", "when"], "name at least one failure class to retry on: launch, infrastructure, exitCode, timeout".into());
         }
     }
     problems

@@ -706,7 +706,10 @@ impl Run<'_> {
             .as_ref()
             .filter(|_| self.status.cancel.is_none())
         {
-            let retryable = retry.on.iter().any(|on| retry_class(*on) == failure.class);
+            let retryable = retry
+                .when
+                .iter()
+                .any(|when| retry_class(*when) == failure.class);
             if retryable && number <= retry.limit {
                 let seed = crate::identity::client_token(&self.status.run_id, index, number + 1);
                 let at = self.later(retry_delay(&retry.backoff, number, &seed));

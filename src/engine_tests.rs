@@ -446,7 +446,7 @@ fn retries_an_infrastructure_failure_then_succeeds_with_a_new_token() {
     let mut a = step("a");
     a.definition.retry = Some(RetryPolicy {
         limit: 2,
-        on: vec![RetryOn::Infrastructure],
+        when: vec![RetryOn::Infrastructure],
         backoff: Backoff {
             initial_seconds: 10,
             max_seconds: 60,
@@ -480,7 +480,7 @@ fn exit_code_failures_are_not_retried_unless_asked() {
     let mut a = step("a");
     a.definition.retry = Some(RetryPolicy {
         limit: 3,
-        on: vec![RetryOn::Launch, RetryOn::Infrastructure],
+        when: vec![RetryOn::Launch, RetryOn::Infrastructure],
         backoff: Backoff::default(),
     });
     let plan = plan_of(vec![a]);
@@ -657,7 +657,7 @@ proptest! {
             s.definition.active = !(inactive && i % 2 == 1);
             s.definition.parameters.count = Some(count);
             if retries > 0 {
-                s.definition.retry = Some(RetryPolicy { limit: retries, on: vec![RetryOn::Launch, RetryOn::Infrastructure, RetryOn::ExitCode], backoff: Backoff { initial_seconds: 1, max_seconds: 4, factor: 2 } });
+                s.definition.retry = Some(RetryPolicy { limit: retries, when: vec![RetryOn::Launch, RetryOn::Infrastructure, RetryOn::ExitCode], backoff: Backoff { initial_seconds: 1, max_seconds: 4, factor: 2 } });
             }
             s
         }).collect();

@@ -52,8 +52,9 @@ pub struct RetryPolicy {
     #[schemars(range(max = 100))]
     pub limit: u32,
     /// Which kinds of failure start a new attempt. Default: launch and infrastructure failures.
+    /// (Not `on`: YAML 1.1 parsers, kubectl's among them, read a bare `on:` key as `true`.)
     #[serde(default = "default_retry_on")]
-    pub on: Vec<RetryOn>,
+    pub when: Vec<RetryOn>,
     #[serde(default)]
     pub backoff: Backoff,
 }

@@ -287,7 +287,7 @@ async fn a_launch_failure_is_retried_when_asked_and_then_succeeds() {
         Some("Capacity is unavailable at this time"),
     );
     let retry =
-        "    retry: {limit: 2, on: [launch], backoff: {initial_seconds: 1, max_seconds: 2}}\n";
+        "    retry: {limit: 2, when: [launch], backoff: {initial_seconds: 1, max_seconds: 2}}\n";
     let b = batch(&step("one", "x:1", retry));
     let run = run(emu
         .sequencer()
@@ -307,7 +307,7 @@ async fn an_infrastructure_failure_is_retried_then_succeeds() {
     let emu = Emulator::start();
     emu.cluster("etl").await;
     emu.task_definition("x", &["app"], &[]).await;
-    let retry = "    retry: {limit: 1, on: [infrastructure], backoff: {initial_seconds: 1, max_seconds: 1}}\n";
+    let retry = "    retry: {limit: 1, when: [infrastructure], backoff: {initial_seconds: 1, max_seconds: 1}}\n";
     let b = batch(&step("one", "x:1", retry));
     let child = emu
         .sequencer()

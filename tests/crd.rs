@@ -69,7 +69,7 @@ async fn the_api_server_accepts_the_crd_and_enforces_its_schema() {
         "apiVersion": "sequencer.dev/v1alpha1", "kind": "Sequence", "metadata": {"name": "nightly"},
         "spec": {"steps": [
             {"name": "extract", "type": "ecs_task", "parameters": {"cluster": "etl", "taskDefinition": "extract:1", "count": 2},
-             "retry": {"limit": 2, "on": ["launch"]}, "success": {"containers": ["app"], "exitCodes": [0, 3]}},
+             "retry": {"limit": 2, "when": ["launch"]}, "success": {"containers": ["app"], "exitCodes": [0, 3]}},
             {"name": "load", "type": "ecs_task", "ignoreFailure": true, "parameters": {"taskDefinition": "load:1"}, "success": {"containers": "essential"}}
         ], "pollIntervalSeconds": 10}
     });
