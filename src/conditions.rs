@@ -145,24 +145,16 @@ mod tests {
     use crate::plan::{Plan, PlannedStep};
     use crate::run_task::RunTaskParameters;
     use crate::status::{Failure, FailureClass};
-    use crate::step::{StepDefinition, StepType};
+    use crate::step::StepDefinition;
 
     fn run_of(n: usize) -> RunStatus {
         let steps = (0..n)
             .map(|i| PlannedStep {
                 name: format!("s{i}"),
-                definition: StepDefinition {
-                    step_type: StepType::EcsTask,
-                    parameters: RunTaskParameters {
-                        task_definition: "td".into(),
-                        ..Default::default()
-                    },
-                    ignore_failure: false,
-                    active: true,
-                    timeout_seconds: None,
-                    retry: None,
-                    success: None,
-                },
+                definition: StepDefinition::ecs_task(RunTaskParameters {
+                    task_definition: "td".into(),
+                    ..Default::default()
+                }),
             })
             .collect();
         RunStatus::new("r".into(), &Plan::new(steps))

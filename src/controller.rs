@@ -158,12 +158,7 @@ async fn apply(
         }
     };
     store.plan = Some(serde_json::to_value(&plan.steps).unwrap_or(Value::Null));
-    let status = match seq
-        .status
-        .as_ref()
-        .and_then(|s| s.run.clone())
-        .map(serde_json::from_value::<RunStatus>)
-    {
+    let status = match stored_run(seq) {
         Some(Ok(status)) => status,
         Some(Err(e)) => {
             store
@@ -195,11 +190,8 @@ async fn apply(
 
 /// The Sequence is being deleted: stop its running tasks, then let it go.
 async fn cleanup(api: &Api<Sequence>, seq: &Sequence, ctx: &Context) -> Result<Action, Error> {
-    let running = seq
-        .status
-        .as_ref()
-        .and_then(|s| s.run.clone())
-        .and_then(|r| serde_json::from_value::<RunStatus>(r).ok())
+    let running = stored_run(seq)
+        .and_then(Result::ok)
         .is_some_and(|r| !r.is_finished());
     if !running {
         return Ok(Action::await_change());
@@ -218,16 +210,20 @@ async fn cleanup(api: &Api<Sequence>, seq: &Sequence, ctx: &Context) -> Result<A
     .await?;
     // The finalizer is removed only once the run has ended (its stops acknowledged).
     let fresh = api.get(&seq.name_any()).await?;
-    let finished = fresh
-        .status
-        .and_then(|s| s.run)
-        .and_then(|r| serde_json::from_value::<RunStatus>(r).ok())
+    let finished = stored_run(&fresh)
+        .and_then(Result::ok)
         .is_none_or(|r| r.is_finished());
     if finished {
         Ok(Action::await_change())
     } else {
         Err(Error::Conflict)
     }
+}
+
+/// The run kept in `.status.run`, if the run has started.
+fn stored_run(seq: &Sequence) -> Option<Result<RunStatus, serde_json::Error>> {
+    let run = seq.status.as_ref()?.run.clone()?;
+    Some(serde_json::from_value(run))
 }
 
 async fn publish(ctx: &Context, seq: &Sequence, type_: EventType, reason: &str, note: &str) {

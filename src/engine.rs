@@ -93,6 +93,13 @@ impl Run<'_> {
         self.now.checked_add(d).unwrap_or(self.now)
     }
 
+    /// The attempt, if it is still waiting for its launch to be confirmed (an answer for an
+    /// attempt that has moved on is stale and ignored).
+    fn launching_mut(&mut self, step: usize, attempt: u32) -> Option<&mut Attempt> {
+        self.attempt_mut(step, attempt)
+            .filter(|a| a.phase == AttemptPhase::Launching)
+    }
+
     fn attempt_mut(&mut self, step: usize, attempt: u32) -> Option<&mut Attempt> {
         self.status
             .steps
@@ -175,10 +182,7 @@ impl Run<'_> {
     ) {
         self.answered.insert((step, attempt));
         let now = self.now;
-        let Some(a) = self
-            .attempt_mut(step, attempt)
-            .filter(|a| a.phase == AttemptPhase::Launching)
-        else {
+        let Some(a) = self.launching_mut(step, attempt) else {
             return;
         };
         match outcome {
@@ -229,10 +233,7 @@ impl Run<'_> {
             .cancel
             .as_ref()
             .map(|c| cancelled_failure(Some(c)));
-        let Some(a) = self
-            .attempt_mut(step, attempt)
-            .filter(|a| a.phase == AttemptPhase::Launching)
-        else {
+        let Some(a) = self.launching_mut(step, attempt) else {
             return;
         };
         match outcome {

@@ -18,7 +18,7 @@ use crate::run_task::RunTaskParameters;
 use crate::status::{
     AttemptPhase, ContainerRecord, FailureClass, RunPhase, RunStatus, StepPhase, TaskRecord,
 };
-use crate::step::{Backoff, RetryOn, RetryPolicy, StepDefinition, StepType};
+use crate::step::{Backoff, RetryOn, RetryPolicy, StepDefinition};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Outcome {
@@ -235,19 +235,11 @@ fn container(exit_code: Option<i32>) -> ContainerRecord {
 fn step(name: &str) -> PlannedStep {
     PlannedStep {
         name: name.into(),
-        definition: StepDefinition {
-            step_type: StepType::EcsTask,
-            parameters: RunTaskParameters {
-                task_definition: format!("{name}:1"),
-                cluster: Some("c".into()),
-                ..Default::default()
-            },
-            ignore_failure: false,
-            active: true,
-            timeout_seconds: None,
-            retry: None,
-            success: None,
-        },
+        definition: StepDefinition::ecs_task(RunTaskParameters {
+            task_definition: format!("{name}:1"),
+            cluster: Some("c".into()),
+            ..Default::default()
+        }),
     }
 }
 

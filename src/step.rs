@@ -159,6 +159,19 @@ impl SuccessPolicy {
 }
 
 impl StepDefinition {
+    /// An `ecs_task` step with every option at its default.
+    pub fn ecs_task(parameters: RunTaskParameters) -> Self {
+        StepDefinition {
+            step_type: StepType::EcsTask,
+            parameters,
+            ignore_failure: false,
+            active: true,
+            timeout_seconds: None,
+            retry: None,
+            success: None,
+        }
+    }
+
     pub fn success_policy(&self) -> SuccessPolicy {
         self.success
             .clone()
