@@ -122,7 +122,7 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<PlannedStep>, InvalidBatch> {
             format!("{} steps; a batch has at most {MAX_STEPS}", items.len()),
         )]));
     }
-    let checker = SchemaChecker::for_type::<StepDefinition>(explain_unknown_key);
+    let checker = step_checker();
     let mut steps = Vec::new();
     for (index, item) in items.iter().enumerate() {
         let number = index + 1;
@@ -166,29 +166,13 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<PlannedStep>, InvalidBatch> {
             }]);
             continue;
         }
-        let json = match checker.check(body, "") {
-            Ok(json) => json,
+        let definition = match check_step(&checker, body) {
+            Ok(definition) => definition,
             Err(problems) => {
                 report(problems);
                 continue;
             }
         };
-        let definition: StepDefinition = match serde_json::from_value(json) {
-            Ok(d) => d,
-            Err(e) => {
-                report(vec![Problem {
-                    at: body.at,
-                    path: String::new(),
-                    message: e.to_string(),
-                }]);
-                continue;
-            }
-        };
-        let problems = check_limits(&definition, body);
-        if !problems.is_empty() {
-            report(problems);
-            continue;
-        }
         steps.push(PlannedStep {
             name: name.name.clone(),
             definition,
@@ -198,6 +182,30 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<PlannedStep>, InvalidBatch> {
         Ok(steps)
     } else {
         Err(InvalidBatch(diagnostics))
+    }
+}
+
+/// The checker for one step's body (everything under its name).
+pub fn step_checker() -> SchemaChecker {
+    SchemaChecker::for_type::<StepDefinition>(explain_unknown_key)
+}
+
+/// Checks one step's body: the schema, then the ECS limits. Used for batch files and for a
+/// Sequence's `spec.steps`, so both report the same problems in the same words.
+pub fn check_step(checker: &SchemaChecker, body: &Node) -> Result<StepDefinition, Vec<Problem>> {
+    let json = checker.check(body, "")?;
+    let definition: StepDefinition = serde_json::from_value(json).map_err(|e| {
+        vec![Problem {
+            at: body.at,
+            path: String::new(),
+            message: e.to_string(),
+        }]
+    })?;
+    let problems = check_limits(&definition, body);
+    if problems.is_empty() {
+        Ok(definition)
+    } else {
+        Err(problems)
     }
 }
 

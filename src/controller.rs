@@ -133,13 +133,42 @@ fn plan_of(seq: &Sequence) -> Result<Plan, (&'static str, String)> {
                 "spec.steps is empty: give at least one step (or spec.source)".into(),
             ));
         }
-        None => seq.spec.steps.clone(),
+        None => {
+            check_steps(&seq.spec.steps)?;
+            seq.spec.steps.clone()
+        }
     };
     let mut plan = Plan::new(steps);
     if let Some(seconds) = seq.spec.poll_interval_seconds {
         plan.poll_interval_seconds = seconds;
     }
     Ok(plan)
+}
+
+/// The same checks a batch file gets (the API server checked the schema; these are the ECS limits
+/// and the rules a schema cannot say), with the key path of every problem.
+fn check_steps(steps: &[PlannedStep]) -> Result<(), (&'static str, String)> {
+    let checker = crate::batch_file::step_checker();
+    let mut problems = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let body = serde_json::to_value(&step.definition).unwrap_or(Value::Null);
+        if let Err(found) = crate::batch_file::check_step(&checker, &crate::yaml::from_json(&body))
+        {
+            problems.extend(found.into_iter().map(|p| {
+                let path = if p.path.is_empty() {
+                    String::new()
+                } else {
+                    format!(".{}", p.path)
+                };
+                format!("spec.steps[{i}]{path} ({}): {}", step.name, p.message)
+            }));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(("InvalidSpec", problems.join("; ")))
+    }
 }
 
 async fn apply(

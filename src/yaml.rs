@@ -116,6 +116,36 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     }
 }
 
+/// A JSON value as a node tree without positions (line 0): for input that did not come from YAML
+/// text, such as a Kubernetes object, so that it can be checked like a batch file.
+pub fn from_json(value: &serde_json::Value) -> Node {
+    let value = match value {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => Value::Number(n.clone()),
+        serde_json::Value::String(s) => Value::String(s.clone()),
+        serde_json::Value::Array(items) => Value::Sequence(items.iter().map(from_json).collect()),
+        serde_json::Value::Object(entries) => Value::Mapping(
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        Key {
+                            name: k.clone(),
+                            at: Pos::default(),
+                        },
+                        from_json(v),
+                    )
+                })
+                .collect(),
+        ),
+    };
+    Node {
+        value,
+        at: Pos::default(),
+    }
+}
+
 impl<'de> Deserialize<'de> for Value {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(ValueVisitor)

@@ -144,6 +144,36 @@ async fn sequences_complete_or_fail_and_deletion_stops_the_running_task() {
     let world = World::start().await;
     let controller = world.controller();
 
+    // Bad input: refused with the place named, nothing launched, and the others still served.
+    let mut too_many_tags = step("tagged", "quick");
+    too_many_tags["parameters"]["tags"] = Value::Array(
+        (0..48)
+            .map(|i| json!({"key": format!("k{i}"), "value": "v"}))
+            .collect(),
+    );
+    world
+        .create("invalid", json!([step("fine", "quick"), too_many_tags]))
+        .await;
+    let refused = world
+        .wait_condition("invalid", "Failed", Duration::from_secs(60))
+        .await;
+    let condition = refused
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Failed")
+        .unwrap();
+    assert_eq!(condition.reason, "InvalidSpec");
+    assert!(
+        condition.message.contains("spec.steps[1].parameters.tags (tagged): 48 tags given; ECS allows 50 per task and sequencer adds 3, so at most 47"),
+        "{condition:?}"
+    );
+    assert!(
+        world.emu.calls_of("RunTask").is_empty(),
+        "nothing was launched for an invalid Sequence"
+    );
+
     world
         .create(
             "nightly",
@@ -187,7 +217,7 @@ async fn sequences_complete_or_fail_and_deletion_stops_the_running_task() {
         .iter()
         .filter_map(|e| e.reason.clone())
         .collect();
-    for wanted in ["StepStarted", "StepSucceeded", "Completed"] {
+    for wanted in ["StepStarted", "StepSucceeded", "Completed", "InvalidSpec"] {
         assert!(
             reasons.iter().any(|r| r == wanted),
             "no {wanted} event in {reasons:?}"
