@@ -15,7 +15,11 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use jiff::Timestamp;
-use kube::api::{Api, PostParams, ResourceExt};
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams, ResourceExt};
+use kube::core::DeserializeGuard;
+use kube::core::error_boundary::InvalidObject;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter as EventReporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -67,7 +71,10 @@ impl Error {
 /// Runs the controller until SIGTERM or Ctrl-C. Running ECS tasks are left running: the next
 /// controller resumes them from `.status`.
 pub async fn run(client: Client, ecs: Ecs, namespace: Option<String>) {
-    let sequences: Api<Sequence> = match &namespace {
+    // Through DeserializeGuard, a Sequence that cannot be decoded (the API server keeps
+    // `success.containers` as written) is handed to reconcile as an error instead of failing the
+    // whole watch, which would stall every other Sequence.
+    let sequences: Api<DeserializeGuard<Sequence>> = match &namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
@@ -94,7 +101,7 @@ pub async fn run(client: Client, ecs: Ecs, namespace: Option<String>) {
         .await;
 }
 
-fn error_policy(_: Arc<Sequence>, error: &Error, _: Arc<Context>) -> Action {
+fn error_policy(_: Arc<DeserializeGuard<Sequence>>, error: &Error, _: Arc<Context>) -> Action {
     // Conflicts resolve on the next read; other errors are usually transient API trouble.
     match error {
         Error::Conflict => Action::requeue(Duration::from_millis(200)),
@@ -102,7 +109,14 @@ fn error_policy(_: Arc<Sequence>, error: &Error, _: Arc<Context>) -> Action {
     }
 }
 
-async fn reconcile(seq: Arc<Sequence>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(
+    guard: Arc<DeserializeGuard<Sequence>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let seq = match &guard.0 {
+        Ok(seq) => Arc::new(seq.clone()),
+        Err(invalid) => return refuse_undecodable(invalid, &ctx).await,
+    };
     let api: Api<Sequence> =
         Api::namespaced(ctx.client.clone(), &seq.namespace().unwrap_or_default());
     finalizer(&api, FINALIZER, seq, |event| async {
@@ -113,6 +127,56 @@ async fn reconcile(seq: Arc<Sequence>, ctx: Arc<Context>) -> Result<Action, Erro
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// A Sequence whose spec cannot be decoded: report it on the object itself and wait for a change.
+async fn refuse_undecodable(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Error> {
+    let meta = &invalid.metadata;
+    let (Some(name), Some(namespace)) = (meta.name.clone(), meta.namespace.clone()) else {
+        return Ok(Action::await_change());
+    };
+    let resource = ApiResource::erase::<Sequence>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, &resource);
+    let message = format!("the Sequence cannot be read: {}", invalid.error);
+    let current = api.get(&name).await?;
+    let previous: Vec<Condition> = current
+        .data
+        .pointer("/status/conditions")
+        .and_then(|c| serde_json::from_value(c.clone()).ok())
+        .unwrap_or_default();
+    let run = RunStatus::new(meta.uid.clone().unwrap_or_default(), &Plan::new(vec![]));
+    let cond_ctx = conditions::Context {
+        refused: Some(("InvalidSpec", &message)),
+        generation: meta.generation,
+        suspended: false,
+    };
+    let wanted = conditions(&previous, &run, &cond_ctx, Timestamp::now());
+    if wanted == previous {
+        return Ok(Action::await_change());
+    }
+    let patch = serde_json::json!({"status": {"phase": "Failed", "observedGeneration": meta.generation, "conditions": wanted}});
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    let reference = ObjectReference {
+        api_version: Some(resource.api_version.clone()),
+        kind: Some(resource.kind.clone()),
+        name: Some(name),
+        namespace: Some(namespace),
+        uid: meta.uid.clone(),
+        resource_version: meta.resource_version.clone(),
+        ..Default::default()
+    };
+    let event = KubeEvent {
+        type_: EventType::Warning,
+        reason: "InvalidSpec".into(),
+        note: Some(message.chars().take(1024).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+        tracing::warn!(error = %e, "could not publish an event");
+    }
+    Ok(Action::await_change())
 }
 
 /// The plan pinned in `.status` when the run started, else the one the spec gives now.

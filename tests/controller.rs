@@ -174,6 +174,47 @@ async fn sequences_complete_or_fail_and_deletion_stops_the_running_task() {
         "nothing was launched for an invalid Sequence"
     );
 
+    // A Sequence the controller cannot even decode (the API server keeps `success.containers` as
+    // written) is refused on its own; it does not stall the watch of the others (below).
+    let resource = ::kube::core::ApiResource::erase::<Sequence>(&());
+    let raw: Api<::kube::core::DynamicObject> =
+        Api::namespaced_with(world.client.clone(), "default", &resource);
+    let mut odd = step("odd", "quick");
+    odd["success"] = json!({"containers": 5});
+    let object = json!({"apiVersion": "sequencer.dev/v1alpha1", "kind": "Sequence", "metadata": {"name": "undecodable"}, "spec": {"steps": [odd]}});
+    raw.create(
+        &PostParams::default(),
+        &serde_json::from_value(object).unwrap(),
+    )
+    .await
+    .expect("the API server accepts it");
+    let start = Instant::now();
+    loop {
+        let object = raw.get("undecodable").await.unwrap();
+        let failed = object
+            .data
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "Failed").cloned());
+        if let Some(c) = failed.filter(|c| c["status"] == "True") {
+            assert_eq!(c["reason"], "InvalidSpec");
+            assert!(
+                c["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("the Sequence cannot be read"),
+                "{c}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the undecodable Sequence was never refused: {:?}",
+            object.data.get("status")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     world
         .create(
             "nightly",
