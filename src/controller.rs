@@ -7,8 +7,8 @@
 //! fails with a conflict and the next reconcile starts from the stored status); then requeue at the
 //! engine's wake time. Deleting a Sequence stops its tasks first (finalizer).
 //!
-//! Not built yet (see the issue): ConfigMap and S3 sources, `suspend`, `activeDeadlineSeconds`,
-//! the shared poller, metrics and health endpoints, leader election.
+//! Not built yet (see the issue): ConfigMap and S3 sources, the shared poller, metrics and health
+//! endpoints, leader election.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -206,6 +206,9 @@ fn plan_of(seq: &Sequence) -> Result<Plan, (&'static str, String)> {
     if let Some(seconds) = seq.spec.poll_interval_seconds {
         plan.poll_interval_seconds = seconds;
     }
+    // Run options are read from the spec at every reconcile: they may change during the run.
+    plan.suspended = seq.spec.suspend;
+    plan.active_deadline_seconds = seq.spec.active_deadline_seconds;
     Ok(plan)
 }
 
@@ -272,12 +275,16 @@ async fn apply(
     if driven.status.is_finished() {
         return Ok(Action::await_change());
     }
+    // Nothing to wake for (e.g. suspended between steps): wait for the Sequence to change.
+    let Some(at) = driven.wake_at else {
+        return Ok(Action::await_change());
+    };
     let now = Timestamp::now();
-    let wait = driven
-        .wake_at
-        .filter(|at| *at > now)
-        .map(|at| at.duration_since(now).unsigned_abs())
-        .unwrap_or(Duration::from_millis(100));
+    let wait = if at > now {
+        at.duration_since(now).unsigned_abs()
+    } else {
+        Duration::ZERO
+    };
     Ok(Action::requeue(wait.max(Duration::from_millis(100))))
 }
 

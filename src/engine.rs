@@ -75,6 +75,26 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// Why the whole run must stop now, if it must: a cancellation, or its deadline.
+    fn halt(&self) -> Option<Failure> {
+        if let Some(cancel) = &self.status.cancel {
+            return Some(cancelled_failure(Some(cancel)));
+        }
+        let seconds = self.plan.active_deadline_seconds?;
+        let deadline = self
+            .status
+            .start_time?
+            .checked_add(Duration::from_secs(seconds))
+            .ok()?;
+        (self.now >= deadline).then(|| Failure {
+            class: FailureClass::Timeout,
+            reason: "DeadlineExceeded".into(),
+            message: format!(
+                "the run exceeded its activeDeadlineSeconds of {seconds}s; its tasks were stopped"
+            ),
+        })
+    }
+
     fn finish(self) -> Decision {
         let wake_at = if self.status.phase.is_terminal() {
             None
@@ -228,11 +248,7 @@ impl Run<'_> {
     ) {
         self.answered.insert((step, attempt));
         let now = self.now;
-        let cancelled = self
-            .status
-            .cancel
-            .as_ref()
-            .map(|c| cancelled_failure(Some(c)));
+        let cancelled = self.halt();
         let Some(a) = self.launching_mut(step, attempt) else {
             return;
         };
@@ -384,12 +400,12 @@ impl Run<'_> {
     /// Advances one step; true when it reached a terminal phase (so the next step may go).
     fn progress_step(&mut self, index: usize) -> bool {
         let step = &self.plan.steps[index];
-        let cancelled = self.status.cancel.is_some();
+        let halt = self.halt();
         self.status.current_step = Some(index);
 
         if self.status.steps[index].phase == StepPhase::Pending {
-            if cancelled {
-                self.fail_step(index, cancelled_failure(self.status.cancel.as_ref()));
+            if let Some(failure) = halt {
+                self.fail_step(index, failure);
                 return true;
             }
             if !step.definition.active {
@@ -398,6 +414,9 @@ impl Run<'_> {
                 s.completion_time = Some(self.now);
                 self.events.push(RunEvent::StepSkipped { step: index });
                 return true;
+            }
+            if self.plan.suspended {
+                return false; // no new step while suspended
             }
             if self.status.phase == RunPhase::Pending {
                 self.status.phase = RunPhase::Running;
@@ -418,9 +437,12 @@ impl Run<'_> {
             .cloned()
         else {
             // Between attempts, waiting for the backoff to pass.
-            if cancelled {
-                self.fail_step(index, cancelled_failure(self.status.cancel.as_ref()));
+            if let Some(failure) = halt {
+                self.fail_step(index, failure);
                 return true;
+            }
+            if self.plan.suspended {
+                return false; // no new attempt while suspended
             }
             let due = self.status.steps[index]
                 .next_attempt_at
@@ -473,11 +495,11 @@ impl Run<'_> {
                 false
             }
             AttemptPhase::Stopping => {
-                let reason = stop_reason(attempt.failure.as_ref());
-                let cancel_only = attempt
-                    .failure
-                    .as_ref()
-                    .is_some_and(|f| f.class == FailureClass::Cancelled);
+                // The whole run is ending (cancelled, or past its deadline): it ends once every
+                // stop is acknowledged; a step's own failure waits for STOPPED instead.
+                let run_halted = self.halt().is_some();
+                let reason = stop_reason(attempt.failure.as_ref(), run_halted);
+                let cancel_only = run_halted;
                 for task in attempt.tasks.iter().filter(|t| !t.is_finished()) {
                     let resend =
                         task.stop_request.as_ref().is_some_and(|r| !r.acknowledged) && self.tick;
@@ -513,8 +535,8 @@ impl Run<'_> {
 
     /// Why a running attempt must stop now, if it must.
     fn running_failure(&self, step: &PlannedStep, attempt: &Attempt) -> Option<Failure> {
-        if self.status.cancel.is_some() {
-            return Some(cancelled_failure(self.status.cancel.as_ref()));
+        if let Some(failure) = self.halt() {
+            return Some(failure);
         }
         let policy = step.definition.success_policy();
         let essential_known =
@@ -702,11 +724,7 @@ impl Run<'_> {
             failure: failure.clone(),
         });
         let definition = &self.plan.steps[index].definition;
-        if let Some(retry) = definition
-            .retry
-            .as_ref()
-            .filter(|_| self.status.cancel.is_none())
-        {
+        if let Some(retry) = definition.retry.as_ref().filter(|_| self.halt().is_none()) {
             let retryable = retry
                 .when
                 .iter()
@@ -728,8 +746,8 @@ impl Run<'_> {
     }
 
     fn fail_step(&mut self, index: usize, failure: Failure) {
-        let ignored = self.plan.steps[index].definition.ignore_failure
-            && failure.class != FailureClass::Cancelled;
+        // `ignoreFailure` is about the step's own failure, not about the run being stopped.
+        let ignored = self.plan.steps[index].definition.ignore_failure && self.halt().is_none();
         let s = &mut self.status.steps[index];
         s.phase = StepPhase::Failed;
         s.completion_time = Some(self.now);
@@ -791,6 +809,12 @@ impl Run<'_> {
         let poll = self.later(Duration::from_secs(self.plan.poll_interval_seconds.max(1)));
         let mut wake: Option<Timestamp> = None;
         let mut at = |t: Timestamp| wake = Some(wake.map_or(t, |w| w.min(t)));
+        if let (Some(seconds), Some(start)) =
+            (self.plan.active_deadline_seconds, self.status.start_time)
+            && let Ok(deadline) = start.checked_add(Duration::from_secs(seconds))
+        {
+            at(deadline.max(self.now));
+        }
         for (index, s) in self
             .status
             .steps
@@ -873,8 +897,9 @@ fn cancelled_failure(cancel: Option<&CancelRequest>) -> Failure {
 }
 
 /// The reason given to StopTask; ECS shows it as the task's stoppedReason.
-fn stop_reason(failure: Option<&Failure>) -> String {
+fn stop_reason(failure: Option<&Failure>, run_halted: bool) -> String {
     let why = match failure.map(|f| f.class) {
+        Some(FailureClass::Timeout) if run_halted => "run deadline exceeded",
         Some(FailureClass::Timeout) => "step timeout exceeded",
         Some(FailureClass::Cancelled) => "run cancelled",
         Some(FailureClass::Launch) => "the launch partly failed",

@@ -687,3 +687,133 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_run_deadline_stops_the_running_task_and_fails_the_run() {
+    let mut plan = plan_of(vec![step("a"), step("b")]);
+    plan.active_deadline_seconds = Some(12);
+    let mut ecs = FakeEcs::default();
+    ecs.script.insert((0, 1), (Outcome::Exit(0), 100));
+    let sim = simulate(&plan, ecs, &[], None);
+    assert_eq!(sim.status.phase, RunPhase::Failed);
+    let f = sim.status.steps[0].failure.clone().unwrap();
+    assert_eq!(
+        (f.class, f.reason.as_str()),
+        (FailureClass::Timeout, "DeadlineExceeded")
+    );
+    assert!(
+        f.message.contains("activeDeadlineSeconds of 12s"),
+        "{}",
+        f.message
+    );
+    let task = &sim.status.steps[0].attempts[0].tasks[0];
+    assert_eq!(
+        task.stop_request.as_ref().unwrap().reason,
+        "sequencer: run deadline exceeded"
+    );
+    assert!(
+        sim.status.steps[1].attempts.is_empty(),
+        "no step starts after the deadline"
+    );
+    let took = sim
+        .status
+        .completion_time
+        .unwrap()
+        .duration_since(sim.status.start_time.unwrap());
+    assert!(
+        took.as_secs() >= 12 && took.as_secs() < 20,
+        "ended {took:?} after the start"
+    );
+}
+
+#[test]
+fn a_run_deadline_is_not_ignored_by_ignore_failure_and_stops_retries() {
+    let mut a = step("a");
+    a.definition.ignore_failure = true;
+    a.definition.retry = Some(RetryPolicy {
+        limit: 5,
+        when: vec![RetryOn::ExitCode],
+        backoff: Backoff {
+            initial_seconds: 30,
+            max_seconds: 30,
+            factor: 1,
+        },
+    });
+    let mut plan = plan_of(vec![a, step("b")]);
+    plan.active_deadline_seconds = Some(20);
+    let mut ecs = FakeEcs::default();
+    ecs.script.insert((0, 1), (Outcome::Exit(1), 0));
+    let sim = simulate(&plan, ecs, &[], None);
+    assert_eq!(sim.status.phase, RunPhase::Failed, "{:#?}", sim.status);
+    assert!(!sim.status.steps[0].failure_ignored);
+    assert_eq!(
+        sim.status.steps[0].failure.as_ref().unwrap().reason,
+        "DeadlineExceeded"
+    );
+    assert_eq!(
+        sim.status.steps[0].attempts.len(),
+        1,
+        "the retry waiting 30 s never started"
+    );
+    assert!(sim.status.steps[1].attempts.is_empty());
+}
+
+#[test]
+fn suspension_holds_the_next_step_and_lets_the_running_one_finish() {
+    let mut plan = plan_of(vec![step("a"), step("b")]);
+    let mut ecs = FakeEcs::default();
+    let mut now = t0();
+    let mut status = RunStatus::new("run-s".into(), &plan);
+
+    // Suspended before the start: nothing launches.
+    plan.suspended = true;
+    let d = advance(&plan, &status, &[Observation::Tick], now);
+    assert!(d.actions.is_empty());
+    assert_eq!(d.status.phase, RunPhase::Pending);
+    status = d.status;
+
+    // Resumed: step a launches; then suspended again while it runs.
+    plan.suspended = false;
+    let d = advance(&plan, &status, &[Observation::Tick], now);
+    assert!(matches!(
+        d.actions.as_slice(),
+        [Action::Launch { step: 0, .. }]
+    ));
+    let launched = ecs.execute(&d.actions[0]);
+    status = advance(&plan, &d.status, &[launched], now).status;
+    plan.suspended = true;
+    for _ in 0..6 {
+        now += Duration::from_secs(5);
+        ecs.tick();
+        let d = advance(&plan, &status, &[Observation::Tick], now);
+        let answers: Vec<Observation> = d.actions.iter().map(|a| ecs.execute(a)).collect();
+        assert!(
+            d.actions
+                .iter()
+                .all(|a| matches!(a, Action::Describe { .. })),
+            "{:?}",
+            d.actions
+        );
+        status = advance(&plan, &d.status, &answers, now).status;
+    }
+    assert_eq!(
+        status.steps[0].phase,
+        StepPhase::Succeeded,
+        "the running step finished"
+    );
+    assert_eq!(
+        status.steps[1].phase,
+        StepPhase::Pending,
+        "the next one waits"
+    );
+    assert_eq!(status.phase, RunPhase::Running);
+
+    // Resumed again: step b launches.
+    plan.suspended = false;
+    let d = advance(&plan, &status, &[Observation::Tick], now);
+    assert!(
+        matches!(d.actions.as_slice(), [Action::Launch { step: 1, .. }]),
+        "{:?}",
+        d.actions
+    );
+}

@@ -22,6 +22,10 @@ pub struct Plan {
     pub steps: Vec<PlannedStep>,
     /// Seconds between two looks at running tasks.
     pub poll_interval_seconds: u64,
+    /// While true, no further step or attempt starts; a running one is left to finish.
+    pub suspended: bool,
+    /// The whole run fails, its tasks stopped, once it has run this long.
+    pub active_deadline_seconds: Option<u64>,
 }
 
 impl Plan {
@@ -29,10 +33,13 @@ impl Plan {
         Plan {
             steps,
             poll_interval_seconds: DEFAULT_POLL_INTERVAL_SECONDS,
+            suspended: false,
+            active_deadline_seconds: None,
         }
     }
 
-    /// A digest of the steps, recorded in the run's status: a resumed run refuses a changed plan.
+    /// A digest of the steps (not of the run options), recorded in the run's status: a resumed run
+    /// refuses changed steps.
     pub fn digest(&self) -> String {
         let text = serde_json::to_string(&self.steps).unwrap_or_default();
         format!("sha256:{:x}", Sha256::digest(text.as_bytes()))

@@ -389,3 +389,83 @@ async fn a_controller_killed_mid_run_resumes_from_status_without_launching_twice
         world.emu.calls_of("RunTask").len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn suspend_holds_the_run_and_the_run_deadline_stops_it() {
+    let world = World::start().await;
+    let controller = world.controller();
+
+    let object = json!({"apiVersion": "sequencer.dev/v1alpha1", "kind": "Sequence", "metadata": {"name": "held"},
+                        "spec": {"suspend": true, "pollIntervalSeconds": 1, "steps": [step("one", "quick"), step("two", "quick")]}});
+    world
+        .sequences()
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(object).unwrap(),
+        )
+        .await
+        .unwrap();
+    world
+        .wait_condition("held", "Suspended", Duration::from_secs(60))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        world.emu.calls_of("RunTask").is_empty(),
+        "a suspended Sequence launches nothing"
+    );
+    world
+        .sequences()
+        .patch(
+            "held",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"suspend": false}})),
+        )
+        .await
+        .unwrap();
+    let done = world
+        .wait_condition("held", "Complete", Duration::from_secs(60))
+        .await;
+    let suspended = done
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Suspended")
+        .unwrap();
+    assert_eq!(suspended.status, "False");
+    assert_eq!(world.emu.calls_of("RunTask").len(), 2);
+
+    let object = json!({"apiVersion": "sequencer.dev/v1alpha1", "kind": "Sequence", "metadata": {"name": "late"},
+                        "spec": {"activeDeadlineSeconds": 2, "pollIntervalSeconds": 1, "steps": [step("forever", "slow"), step("never", "quick")]}});
+    world
+        .sequences()
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(object).unwrap(),
+        )
+        .await
+        .unwrap();
+    let failed = world
+        .wait_condition("late", "Failed", Duration::from_secs(60))
+        .await;
+    let condition = failed
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Failed")
+        .unwrap();
+    assert_eq!(condition.reason, "DeadlineExceeded");
+    let stops = world.emu.calls_of("StopTask");
+    assert_eq!(stops.len(), 1, "{stops:?}");
+    assert_eq!(
+        stops[0]["request"]["reason"],
+        "sequencer: run deadline exceeded"
+    );
+    assert_eq!(
+        world.emu.calls_of("RunTask").len(),
+        3,
+        "the step after the deadline never started"
+    );
+    stop(controller);
+}
