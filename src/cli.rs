@@ -371,7 +371,7 @@ async fn controller(args: ControllerArgs) -> Exit {
         return fail(Exit::AwsOrConfig, e);
     }
     let ecs = Ecs::new(aws_sdk_ecs::Client::new(&config));
-    crate::controller::run(client, ecs, args.namespace).await;
+    crate::controller::run(client, ecs, s3_client(&config), args.namespace).await;
     Exit::Success
 }
 

@@ -7,15 +7,14 @@
 //! fails with a conflict and the next reconcile starts from the stored status); then requeue at the
 //! engine's wake time. Deleting a Sequence stops its tasks first (finalizer).
 //!
-//! Not built yet (see the issue): ConfigMap and S3 sources, the shared poller, metrics and health
-//! endpoints, leader election.
+//! Not built yet (see the issue): the shared poller, metrics and health endpoints, leader election.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams, ResourceExt};
 use kube::core::DeserializeGuard;
@@ -41,6 +40,7 @@ pub const FIELD_MANAGER: &str = "sequencer-controller";
 
 pub struct Context {
     pub client: Client,
+    pub s3: aws_sdk_s3::Client,
     pub recorder: Recorder,
     pub ecs: Ecs,
 }
@@ -70,7 +70,7 @@ impl Error {
 
 /// Runs the controller until SIGTERM or Ctrl-C. Running ECS tasks are left running: the next
 /// controller resumes them from `.status`.
-pub async fn run(client: Client, ecs: Ecs, namespace: Option<String>) {
+pub async fn run(client: Client, ecs: Ecs, s3: aws_sdk_s3::Client, namespace: Option<String>) {
     // Through DeserializeGuard, a Sequence that cannot be decoded (the API server keeps
     // `success.containers` as written) is handed to reconcile as an error instead of failing the
     // whole watch, which would stall every other Sequence.
@@ -87,6 +87,7 @@ pub async fn run(client: Client, ecs: Ecs, namespace: Option<String>) {
     );
     let ctx = Arc::new(Context {
         client,
+        s3,
         recorder,
         ecs,
     });
@@ -180,17 +181,18 @@ async fn refuse_undecodable(invalid: &InvalidObject, ctx: &Context) -> Result<Ac
 }
 
 /// The plan pinned in `.status` when the run started, else the one the spec gives now.
-fn plan_of(seq: &Sequence) -> Result<Plan, (&'static str, String)> {
+async fn plan_of(seq: &Sequence, ctx: &Context) -> Result<Plan, (&'static str, String)> {
     let pinned = seq.status.as_ref().and_then(|s| s.plan.clone());
     let steps: Vec<PlannedStep> = match pinned {
         Some(plan) => serde_json::from_value(plan)
             .map_err(|e| ("InvalidStatus", format!("status.plan cannot be read: {e}")))?,
-        None if seq.spec.source.is_some() => {
+        None if seq.spec.source.is_some() && !seq.spec.steps.is_empty() => {
             return Err((
-                "SourceError",
-                "spec.source is not supported by this controller yet; give spec.steps".into(),
+                "InvalidSpec",
+                "give either spec.steps or spec.source, not both".into(),
             ));
         }
+        None if seq.spec.source.is_some() => read_source(seq, ctx).await?,
         None if seq.spec.steps.is_empty() => {
             return Err((
                 "InvalidSpec",
@@ -210,6 +212,72 @@ fn plan_of(seq: &Sequence) -> Result<Plan, (&'static str, String)> {
     plan.suspended = seq.spec.suspend;
     plan.active_deadline_seconds = seq.spec.active_deadline_seconds;
     Ok(plan)
+}
+
+/// Reads a seed-format batch file from the Sequence's source. It is read once: the steps are then
+/// pinned in `.status.plan`, so a later change of the object or the ConfigMap does not alter the run.
+async fn read_source(
+    seq: &Sequence,
+    ctx: &Context,
+) -> Result<Vec<PlannedStep>, (&'static str, String)> {
+    let source = seq.spec.source.as_ref().map(|s| (&s.s3, &s.config_map));
+    let loaded = match source {
+        Some((Some(s3), None)) => {
+            let mut location = match crate::source::BatchSource::parse(&s3.uri) {
+                Ok(crate::source::BatchSource::S3(location)) => location,
+                _ => {
+                    return Err((
+                        "InvalidSpec",
+                        format!("spec.source.s3.uri: `{}` is not s3://bucket/key", s3.uri),
+                    ));
+                }
+            };
+            location.version_id = s3.version_id.clone();
+            crate::source::load_s3(&ctx.s3, &location)
+                .await
+                .map_err(|e| ("SourceError", e.to_string()))?
+        }
+        Some((None, Some(cm))) => {
+            let namespace = seq.namespace().unwrap_or_default();
+            let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
+            let label = format!("configmap {namespace}/{} key {}", cm.name, cm.key);
+            let map = match api.get_opt(&cm.name).await {
+                Ok(Some(map)) => map,
+                Ok(None) => {
+                    return Err((
+                        "SourceError",
+                        format!("{label}: the ConfigMap does not exist"),
+                    ));
+                }
+                Err(e) => return Err(("SourceError", format!("{label}: {e}"))),
+            };
+            let Some(text) = map.data.as_ref().and_then(|d| d.get(&cm.key)).cloned() else {
+                let keys: Vec<String> = map.data.unwrap_or_default().into_keys().collect();
+                return Err((
+                    "SourceError",
+                    format!(
+                        "{label}: no such key (the ConfigMap has: {})",
+                        keys.join(", ")
+                    ),
+                ));
+            };
+            crate::source::LoadedBatch {
+                label,
+                text,
+                s3: None,
+            }
+        }
+        _ => {
+            return Err((
+                "InvalidSpec",
+                "spec.source needs exactly one of s3 and configMap".into(),
+            ));
+        }
+    };
+    crate::batch_file::parse(&loaded.label, &loaded.text).map_err(|invalid| {
+        let problems: Vec<String> = invalid.0.iter().map(ToString::to_string).collect();
+        ("InvalidSpec", problems.join("; "))
+    })
 }
 
 /// The same checks a batch file gets (the API server checked the schema; these are the ECS limits
@@ -245,7 +313,7 @@ async fn apply(
     observations: Vec<Observation>,
 ) -> Result<Action, Error> {
     let mut store = KubeStore::new(api.clone(), seq);
-    let plan = match plan_of(seq) {
+    let plan = match plan_of(seq, ctx).await {
         Ok(plan) => plan,
         Err((reason, message)) => {
             store.refuse(reason, &message).await?;

@@ -467,5 +467,111 @@ async fn suspend_holds_the_run_and_the_run_deadline_stops_it() {
         3,
         "the step after the deadline never started"
     );
+
+    // Sources: a seed-format batch file in a ConfigMap or in S3.
+    let batch = "- one:\n    type: ecs_task\n    parameters: {cluster: etl, task_definition: 'quick:1', launch_type: FARGATE}\n\
+- two:\n    type: ecs_task\n    parameters: {cluster: etl, task_definition: 'quick:1', launch_type: FARGATE}\n";
+    let maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(world.client.clone(), "default");
+    for (name, text) in [
+        ("batch", batch.to_owned()),
+        (
+            "broken",
+            "- a:\n    type: shell\n    parameters: {task_definition: x}\n".to_owned(),
+        ),
+    ] {
+        let map = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"nightly.yml": text}});
+        maps.create(
+            &PostParams::default(),
+            &serde_json::from_value(map).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    let s3 = world.emu.s3().await;
+    s3.create_bucket().bucket("batches").send().await.unwrap();
+    s3.put_object()
+        .bucket("batches")
+        .key("nightly.yml")
+        .body(batch.as_bytes().to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let with_source = |name: &str, source: Value| {
+        serde_json::from_value::<Sequence>(json!({"apiVersion": "sequencer.dev/v1alpha1", "kind": "Sequence", "metadata": {"name": name},
+                                                  "spec": {"pollIntervalSeconds": 1, "source": source}})).unwrap()
+    };
+    for (name, source) in [
+        (
+            "from-configmap",
+            json!({"configMap": {"name": "batch", "key": "nightly.yml"}}),
+        ),
+        (
+            "from-s3",
+            json!({"s3": {"uri": "s3://batches/nightly.yml"}}),
+        ),
+        (
+            "missing-map",
+            json!({"configMap": {"name": "nope", "key": "nightly.yml"}}),
+        ),
+        (
+            "broken-batch",
+            json!({"configMap": {"name": "broken", "key": "nightly.yml"}}),
+        ),
+    ] {
+        world
+            .sequences()
+            .create(&PostParams::default(), &with_source(name, source))
+            .await
+            .unwrap();
+    }
+    for name in ["from-configmap", "from-s3"] {
+        let done = world
+            .wait_condition(name, "Complete", Duration::from_secs(60))
+            .await;
+        assert_eq!(
+            done.status
+                .unwrap()
+                .plan
+                .as_ref()
+                .and_then(Value::as_array)
+                .map(Vec::len),
+            Some(2),
+            "{name}: plan pinned"
+        );
+    }
+    let missing = world
+        .wait_condition("missing-map", "Failed", Duration::from_secs(60))
+        .await;
+    let c = missing
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Failed")
+        .unwrap();
+    assert_eq!(c.reason, "SourceError");
+    assert!(
+        c.message
+            .contains("configmap default/nope key nightly.yml: the ConfigMap does not exist"),
+        "{c:?}"
+    );
+    let broken = world
+        .wait_condition("broken-batch", "Failed", Duration::from_secs(60))
+        .await;
+    let c = broken
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Failed")
+        .unwrap();
+    assert_eq!(c.reason, "InvalidSpec");
+    assert!(c.message.contains("configmap default/broken key nightly.yml:2:11: step 1 (a): type: `shell` is not allowed here"), "{c:?}");
+    assert_eq!(
+        world.emu.calls_of("RunTask").len(),
+        7,
+        "two steps each from the ConfigMap and S3, nothing for the refused ones"
+    );
     stop(controller);
 }
