@@ -53,6 +53,10 @@ pub enum Error {
         "the Sequence changed while being reconciled; the next reconcile starts from its stored status"
     )]
     Conflict,
+    /// Deletion waits until the Sequence's tasks have acknowledged StopTask; keeping the
+    /// finalizer needs an error here (the finalizer helper removes it on success).
+    #[error("the deleted Sequence's tasks are still being stopped")]
+    TasksStopping,
     #[error("{0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
@@ -60,10 +64,23 @@ pub enum Error {
 impl Error {
     /// A short label for metrics and logs.
     pub fn metric_label(&self) -> &'static str {
-        match self {
+        match self.innermost() {
             Error::Kube(_) => "kube",
             Error::Conflict => "conflict",
+            Error::TasksStopping => "tasks_stopping",
             Error::Finalizer(_) => "finalizer",
+        }
+    }
+
+    /// Reconcile errors come wrapped by the finalizer helper; policies are about the cause.
+    pub fn innermost(&self) -> &Error {
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            Error::Finalizer(inner) => match inner.as_ref() {
+                F::ApplyFailed(e) | F::CleanupFailed(e) => e.innermost(),
+                _ => self,
+            },
+            other => other,
         }
     }
 }
@@ -103,9 +120,11 @@ pub async fn run(client: Client, ecs: Ecs, s3: aws_sdk_s3::Client, namespace: Op
 }
 
 fn error_policy(_: Arc<DeserializeGuard<Sequence>>, error: &Error, _: Arc<Context>) -> Action {
-    // Conflicts resolve on the next read; other errors are usually transient API trouble.
-    match error {
+    // Conflicts resolve on the next read; stops are acknowledged within seconds; other errors
+    // are usually transient API trouble.
+    match error.innermost() {
         Error::Conflict => Action::requeue(Duration::from_millis(200)),
+        Error::TasksStopping => Action::requeue(Duration::from_secs(1)),
         _ => Action::requeue(Duration::from_secs(5)),
     }
 }
@@ -332,9 +351,6 @@ async fn apply(
         }
         None => RunStatus::new(seq.uid().unwrap_or_default(), &plan),
     };
-    if status.is_finished() && observations.iter().all(|o| matches!(o, Observation::Tick)) {
-        return Ok(Action::await_change());
-    }
     let mut sink = EventCollector::default();
     let driven = drive(&plan, status, observations, &ctx.ecs, &mut store, &mut sink).await?;
     for (type_, reason, note) in sink.events {
@@ -384,7 +400,7 @@ async fn cleanup(api: &Api<Sequence>, seq: &Sequence, ctx: &Context) -> Result<A
     if finished {
         Ok(Action::await_change())
     } else {
-        Err(Error::Conflict)
+        Err(Error::TasksStopping)
     }
 }
 
@@ -576,5 +592,21 @@ impl EventSink for EventCollector {
             };
             self.events.push((type_, reason.into(), note));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_see_the_cause_behind_the_finalizer_wrapper() {
+        use kube::runtime::finalizer::Error as F;
+        let wrapped = Error::Finalizer(Box::new(F::ApplyFailed(Error::Conflict)));
+        assert_eq!(wrapped.metric_label(), "conflict");
+        let wrapped = Error::Finalizer(Box::new(F::CleanupFailed(Error::TasksStopping)));
+        assert_eq!(wrapped.metric_label(), "tasks_stopping");
+        let unnamed = Error::Finalizer(Box::new(F::UnnamedObject));
+        assert_eq!(unnamed.metric_label(), "finalizer");
     }
 }

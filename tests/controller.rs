@@ -128,6 +128,17 @@ impl World {
     }
 }
 
+/// The condition of `type_`, which the controller always writes.
+fn condition_of(
+    status: &sequencer::sequence::SequenceStatus,
+    type_: &str,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    let found = status.conditions.iter().find(|c| c.type_ == type_);
+    found
+        .cloned()
+        .unwrap_or_else(|| panic!("no {type_} condition in {status:?}"))
+}
+
 fn step(name: &str, family: &str) -> Value {
     json!({"name": name, "type": "ecs_task", "parameters": {"cluster": "etl", "taskDefinition": format!("{family}:1"), "launchType": "FARGATE"}})
 }
@@ -157,13 +168,7 @@ async fn sequences_complete_or_fail_and_deletion_stops_the_running_task() {
     let refused = world
         .wait_condition("invalid", "Failed", Duration::from_secs(60))
         .await;
-    let condition = refused
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Failed")
-        .unwrap();
+    let condition = condition_of(refused.status.as_ref().unwrap(), "Failed");
     assert_eq!(condition.reason, "InvalidSpec");
     assert!(
         condition.message.contains("spec.steps[1].parameters.tags (tagged): 48 tags given; ECS allows 50 per task and sequencer adds 3, so at most 47"),
@@ -231,7 +236,7 @@ async fn sequences_complete_or_fail_and_deletion_stops_the_running_task() {
     let status = done.status.unwrap();
     assert_eq!(status.phase.as_deref(), Some("Succeeded"));
     assert_eq!(status.progress.as_deref(), Some("3/3"));
-    let run = status.run.unwrap();
+    let run = status.run.clone().unwrap();
     for s in run["steps"].as_array().unwrap() {
         assert_eq!(s["phase"], "Succeeded");
         assert_eq!(s["attempts"][0]["tasks"][0]["containers"][0]["exitCode"], 0);
@@ -241,11 +246,7 @@ async fn sequences_complete_or_fail_and_deletion_stops_the_running_task() {
         Some(3),
         "the plan is pinned in .status"
     );
-    let failed = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Failed")
-        .unwrap();
+    let failed = condition_of(&status, "Failed");
     assert_eq!(failed.status, "False");
     assert_eq!(world.emu.calls_of("RunTask").len(), 3);
     let events: Api<k8s_openapi::api::events::v1::Event> =
@@ -279,11 +280,7 @@ async fn sequences_complete_or_fail_and_deletion_stops_the_running_task() {
         .wait_condition("broken", "Failed", Duration::from_secs(90))
         .await;
     let status = failed.status.unwrap();
-    let condition = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Failed")
-        .unwrap();
+    let condition = condition_of(&status, "Failed");
     assert_eq!(condition.reason, "EssentialContainerExited");
     assert!(
         condition.message.contains("container app exited with 3"),
@@ -425,13 +422,7 @@ async fn suspend_holds_the_run_and_the_run_deadline_stops_it() {
     let done = world
         .wait_condition("held", "Complete", Duration::from_secs(60))
         .await;
-    let suspended = done
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Suspended")
-        .unwrap();
+    let suspended = condition_of(done.status.as_ref().unwrap(), "Suspended");
     assert_eq!(suspended.status, "False");
     assert_eq!(world.emu.calls_of("RunTask").len(), 2);
 
@@ -448,13 +439,7 @@ async fn suspend_holds_the_run_and_the_run_deadline_stops_it() {
     let failed = world
         .wait_condition("late", "Failed", Duration::from_secs(60))
         .await;
-    let condition = failed
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Failed")
-        .unwrap();
+    let condition = condition_of(failed.status.as_ref().unwrap(), "Failed");
     assert_eq!(condition.reason, "DeadlineExceeded");
     let stops = world.emu.calls_of("StopTask");
     assert_eq!(stops.len(), 1, "{stops:?}");
@@ -543,13 +528,7 @@ async fn suspend_holds_the_run_and_the_run_deadline_stops_it() {
     let missing = world
         .wait_condition("missing-map", "Failed", Duration::from_secs(60))
         .await;
-    let c = missing
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Failed")
-        .unwrap();
+    let c = condition_of(missing.status.as_ref().unwrap(), "Failed");
     assert_eq!(c.reason, "SourceError");
     assert!(
         c.message
@@ -559,13 +538,7 @@ async fn suspend_holds_the_run_and_the_run_deadline_stops_it() {
     let broken = world
         .wait_condition("broken-batch", "Failed", Duration::from_secs(60))
         .await;
-    let c = broken
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Failed")
-        .unwrap();
+    let c = condition_of(broken.status.as_ref().unwrap(), "Failed");
     assert_eq!(c.reason, "InvalidSpec");
     assert!(c.message.contains("configmap default/broken key nightly.yml:2:11: step 1 (a): type: `shell` is not allowed here"), "{c:?}");
     assert_eq!(
