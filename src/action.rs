@@ -118,4 +118,7 @@ pub struct Decision {
     pub events: Vec<RunEvent>,
     /// When to call the engine again with a `Tick` if nothing else happens first.
     pub wake_at: Option<Timestamp>,
+    /// The same without the regular looks at running tasks: for a runner that learns of task
+    /// changes by other means (the controller's shared poller) and only needs the timers.
+    pub timer_at: Option<Timestamp>,
 }

@@ -6,15 +6,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use aws_config::meta::region::RegionProviderChain;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::SdkConfig;
 use clap::{Args, Parser, Subcommand};
 use tokio::sync::watch;
 
+use crate::aws_clients::{aws_config, s3_client};
 use crate::batch_file;
 use crate::ecs::Ecs;
 use crate::identity::launch_identity;
@@ -82,6 +79,30 @@ struct ControllerArgs {
     /// Default AWS region for Sequences that name none.
     #[arg(long, env = "AWS_REGION")]
     region: Option<String>,
+    /// Address for /healthz, /readyz and /metrics.
+    #[arg(long, env = "SEQUENCER_HTTP_ADDRESS", default_value = "0.0.0.0:8080")]
+    http_address: std::net::SocketAddr,
+    /// Lead through a Lease so that only one of several replicas works at a time.
+    #[arg(long, env = "SEQUENCER_LEADER_ELECTION")]
+    leader_election: bool,
+    /// The Lease's name.
+    #[arg(long, default_value = "sequencer-controller")]
+    lease_name: String,
+    /// The Lease's namespace (default: the pod's namespace, else `default`).
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// This replica's name in the Lease (default: the pod's name, else host name and process id).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// plain: human-readable lines; json: one JSON object per line, with the span fields.
+    #[arg(long, value_enum, env = "SEQUENCER_LOG_FORMAT", default_value_t = LogFormat::Plain)]
+    log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Plain,
+    Json,
 }
 
 #[derive(Args, Debug)]
@@ -121,7 +142,10 @@ struct ValidateArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    match &cli.command {
+        Some(Command::Controller(args)) => init_logging(args.log_format, "sequencer=info,warn"),
+        _ => init_logging(LogFormat::Plain, "warn"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -144,54 +168,37 @@ pub fn main() -> ExitCode {
             None => run(cli.run).await,
         }
     });
+    // Tasks still running (watches, the HTTP server) get a moment, not a say over exiting.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     exit.into()
 }
 
 /// Logs go to stderr; `SEQUENCER_LOG_DEBUG` (any value, as in the seed) or `RUST_LOG` turn on more.
-fn init_logging() {
+fn init_logging(format: LogFormat, default: &str) {
     let default = if std::env::var_os("SEQUENCER_LOG_DEBUG").is_some() {
         "sequencer=debug,info"
     } else {
-        "warn"
+        default
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Plain => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 fn fail(exit: Exit, message: impl std::fmt::Display) -> Exit {
     eprintln!("sequencer: {message}");
     exit
-}
-
-async fn aws_config(region: Option<String>) -> SdkConfig {
-    let region = RegionProviderChain::first_try(region.map(Region::new))
-        .or_default_provider()
-        .or_else(Region::new("us-east-1"));
-    aws_config::defaults(BehaviorVersion::latest())
-        .region(region)
-        .retry_config(RetryConfig::standard().with_max_attempts(3))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .operation_timeout(Duration::from_secs(60))
-                .build(),
-        )
-        .load()
-        .await
-}
-
-fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
-    // A custom endpoint (an emulator, MinIO) rarely serves virtual-hosted bucket names.
-    let custom_endpoint = std::env::var_os("AWS_ENDPOINT_URL").is_some()
-        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-    let conf = aws_sdk_s3::config::Builder::from(config)
-        .force_path_style(custom_endpoint)
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
 }
 
 /// Reads and validates the batch. Errors are printed; the exit code says which kind.
@@ -370,9 +377,34 @@ async fn controller(args: ControllerArgs) -> Exit {
     if let Err(e) = check_credentials(&config).await {
         return fail(Exit::AwsOrConfig, e);
     }
-    let ecs = Ecs::new(aws_sdk_ecs::Client::new(&config));
-    crate::controller::run(client, ecs, s3_client(&config), args.namespace).await;
-    Exit::Success
+    let leader_election = args.leader_election.then(|| {
+        let identity = args.identity.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "sequencer".into());
+            format!("{host}-{}", std::process::id())
+        });
+        crate::leader::LeaseConfig::new(
+            args.lease_namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            args.lease_name.clone(),
+            identity,
+        )
+    });
+    let settings = crate::controller::Settings {
+        namespace: args.namespace,
+        http_address: args.http_address,
+        leader_election,
+    };
+    match crate::controller::run(
+        client,
+        crate::aws_clients::AwsClients::new(config),
+        settings,
+    )
+    .await
+    {
+        Ok(()) => Exit::Success,
+        Err(e) => fail(Exit::StepFailed, e),
+    }
 }
 
 fn exit_for(status: &RunStatus) -> Exit {
@@ -443,7 +475,7 @@ fn watch_signals() -> watch::Receiver<Option<String>> {
     rx
 }
 
-async fn wait_for_signal() -> String {
+pub(crate) async fn wait_for_signal() -> String {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

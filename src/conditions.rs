@@ -6,6 +6,8 @@
 //! - `Failed`: the run failed; the reason says how (the failing step's reason, `DeadlineExceeded`,
 //!   `InvalidSpec`, `SourceError`, `Cancelled`).
 //! - `Suspended`: `spec.suspend` holds back the next step.
+//! - `SpecChanged`: `spec.steps`, `spec.source` or `spec.region` changed after the run started;
+//!   the run goes on with the plan pinned at its start.
 //!
 //! A condition's `lastTransitionTime` changes only when its status does.
 
@@ -18,6 +20,7 @@ pub const RUNNING: &str = "Running";
 pub const COMPLETE: &str = "Complete";
 pub const FAILED: &str = "Failed";
 pub const SUSPENDED: &str = "Suspended";
+pub const SPEC_CHANGED: &str = "SpecChanged";
 
 /// What the conditions are computed from besides the run.
 #[derive(Clone, Debug, Default)]
@@ -26,6 +29,8 @@ pub struct Context<'a> {
     pub generation: Option<i64>,
     /// Why the run could not start (reason, message), e.g. `InvalidSpec`.
     pub refused: Option<(&'a str, &'a str)>,
+    /// What changed in the spec since the run's plan was pinned, if anything did.
+    pub spec_changed: Option<&'a str>,
 }
 
 pub fn conditions(
@@ -98,6 +103,20 @@ pub fn conditions(
                 "spec.suspend is false".into()
             },
         ),
+        match ctx.spec_changed {
+            Some(message) => make(
+                SPEC_CHANGED,
+                true,
+                "PinnedPlanKept".into(),
+                message.to_owned(),
+            ),
+            None => make(
+                SPEC_CHANGED,
+                false,
+                "SpecMatchesPlan".into(),
+                "the run follows the current spec".into(),
+            ),
+        },
     ]
 }
 
@@ -271,5 +290,29 @@ mod tests {
             Timestamp::UNIX_EPOCH,
         );
         assert_eq!(find(&cs, SUSPENDED).status, "True");
+    }
+
+    #[test]
+    fn a_spec_change_during_the_run_is_reported_until_it_matches_again() {
+        let t0 = Timestamp::from_second(1_800_000_000).unwrap();
+        let t1 = Timestamp::from_second(1_800_000_100).unwrap();
+        let run = run_of(1);
+        let quiet = conditions(&[], &run, &Context::default(), t0);
+        assert_eq!(find(&quiet, SPEC_CHANGED).status, "False");
+        let ctx = Context {
+            spec_changed: Some("spec.steps changed at generation 2"),
+            ..Default::default()
+        };
+        let changed = conditions(&quiet, &run, &ctx, t1);
+        let c = find(&changed, SPEC_CHANGED);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str(), c.message.as_str()),
+            (
+                "True",
+                "PinnedPlanKept",
+                "spec.steps changed at generation 2"
+            )
+        );
+        assert_eq!(c.last_transition_time, Time(t1));
     }
 }

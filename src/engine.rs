@@ -96,16 +96,17 @@ impl Run<'_> {
     }
 
     fn finish(self) -> Decision {
-        let wake_at = if self.status.phase.is_terminal() {
-            None
+        let (wake_at, timer_at) = if self.status.phase.is_terminal() {
+            (None, None)
         } else {
-            self.wake_at()
+            (self.wake_at(true), self.wake_at(false))
         };
         Decision {
             status: self.status,
             actions: self.actions,
             events: self.events,
             wake_at,
+            timer_at,
         }
     }
 
@@ -805,7 +806,10 @@ impl Run<'_> {
         self.events.push(RunEvent::RunFinished { phase });
     }
 
-    fn wake_at(&self) -> Option<Timestamp> {
+    /// When to look again. With `polling`, this includes the next look at running tasks; without,
+    /// only the timers (deadlines, backoffs, the missing-task grace), for a runner whose running
+    /// tasks are watched by someone else (the controller's shared poller).
+    fn wake_at(&self, polling: bool) -> Option<Timestamp> {
         let poll = self.later(Duration::from_secs(self.plan.poll_interval_seconds.max(1)));
         let mut wake: Option<Timestamp> = None;
         let mut at = |t: Timestamp| wake = Some(wake.map_or(t, |w| w.min(t)));
@@ -828,7 +832,25 @@ impl Run<'_> {
             for a in s.attempts.iter().filter(|a| !a.phase.is_terminal()) {
                 match a.phase {
                     AttemptPhase::Launching => at(a.retry_launch_at.unwrap_or(poll)),
-                    _ => at(poll),
+                    _ if polling => at(poll),
+                    _ => {}
+                }
+                // A task ECS calls MISSING is judged only after a grace period: look again then.
+                if !polling
+                    && let Some(grace_end) = a
+                        .launched_at
+                        .and_then(|t| t.checked_add(MISSING_GRACE).ok())
+                        .filter(|t| *t > self.now)
+                {
+                    at(grace_end);
+                }
+                // A stop that ECS has not acknowledged is asked again at the next look.
+                if !polling
+                    && a.tasks.iter().any(|t| {
+                        !t.is_finished() && t.stop_request.as_ref().is_some_and(|r| !r.acknowledged)
+                    })
+                {
+                    at(poll);
                 }
                 let timeout = self.plan.steps[index].definition.timeout_seconds;
                 if let (Some(secs), Some(launched)) = (timeout, a.launched_at)

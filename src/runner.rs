@@ -65,6 +65,8 @@ impl<W: Write> EventSink for Reporter<W> {
 pub struct Driven {
     pub status: RunStatus,
     pub wake_at: Option<Timestamp>,
+    /// When the timers alone need a look (see `Decision::timer_at`).
+    pub timer_at: Option<Timestamp>,
 }
 
 /// Feeds the engine until it asks for nothing more right now: advance, persist the new status,
@@ -89,6 +91,7 @@ pub async fn drive<E: Executor, S: StatusStore, R: EventSink>(
             return Ok(Driven {
                 status,
                 wake_at: decision.wake_at,
+                timer_at: decision.timer_at,
             });
         }
         observations = Vec::with_capacity(decision.actions.len());

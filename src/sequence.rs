@@ -106,9 +106,43 @@ pub struct SequenceStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "opaque_list")]
     pub plan: Option<Value>,
+    /// Where the pinned plan came from, and the spec it was resolved from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<PinnedSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions")]
     pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+}
+
+/// What a run's plan was resolved from, recorded when the run starts.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PinnedSpec {
+    /// The generation whose spec the plan was resolved from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    /// SHA-256 of `spec.steps`, `spec.source` and `spec.region` at that generation.
+    pub spec_digest: String,
+    /// The AWS region the run's tasks are launched in.
+    pub region: String,
+    /// `spec.steps`, `configmap NAMESPACE/NAME key KEY`, or `s3://bucket/key`.
+    pub source: String,
+    /// The S3 object version read (with a versioned bucket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_version_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_etag: Option<String>,
+}
+
+/// The digest that tells whether the parts of the spec a running plan is made from changed.
+pub fn spec_digest(spec: &SequenceSpec) -> String {
+    use sha2::{Digest, Sha256};
+    let parts = json!({"steps": spec.steps, "source": spec.source, "region": spec.region});
+    let bytes = serde_json::to_vec(&parts).unwrap_or_default();
+    Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Conditions as a list-map keyed on `type`, as Kubernetes' own types declare them.

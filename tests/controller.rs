@@ -80,7 +80,7 @@ impl World {
         .unwrap();
         self.emu
             .sequencer()
-            .arg("controller")
+            .args(["controller", "--http-address", "127.0.0.1:0"])
             .env("KUBECONFIG", &self.server.kubeconfig)
             .env("RUST_LOG", "sequencer=debug,warn")
             .stdout(Stdio::null())

@@ -1,0 +1,99 @@
+//! AWS configuration and clients. The CLI uses one region; the controller keeps one ECS and one
+//! S3 client per region its Sequences name (`spec.region`), made on first use.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+use crate::ecs::Ecs;
+
+/// The standard AWS chain (environment, shared files, web identity/IRSA, Pod Identity, container
+/// and instance roles), with `region` first when given, else us-east-1 as the seed did.
+pub async fn aws_config(region: Option<String>) -> SdkConfig {
+    let region = RegionProviderChain::first_try(region.map(Region::new))
+        .or_default_provider()
+        .or_else(Region::new("us-east-1"));
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(region)
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .operation_timeout(Duration::from_secs(60))
+                .build(),
+        )
+        .load()
+        .await
+}
+
+pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
+    // A custom endpoint (an emulator, MinIO) rarely serves virtual-hosted bucket names.
+    let custom_endpoint = std::env::var_os("AWS_ENDPOINT_URL").is_some()
+        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+    let conf = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(custom_endpoint)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// The clients for one region.
+#[derive(Clone, Debug)]
+pub struct RegionClients {
+    pub region: String,
+    pub ecs: Ecs,
+    pub s3: aws_sdk_s3::Client,
+}
+
+/// Clients by region, sharing credentials and settings with the controller's default config.
+pub struct AwsClients {
+    base: SdkConfig,
+    by_region: Mutex<HashMap<String, RegionClients>>,
+}
+
+impl AwsClients {
+    pub fn new(base: SdkConfig) -> Arc<Self> {
+        Arc::new(AwsClients {
+            base,
+            by_region: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The default region: the controller's `--region`, the AWS chain's, or us-east-1.
+    pub fn default_region(&self) -> String {
+        self.base
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "us-east-1".into())
+    }
+
+    /// The clients for `region` (the default region when `None`).
+    pub fn region(&self, region: Option<&str>) -> RegionClients {
+        let name = region
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .unwrap_or_else(|| self.default_region());
+        let mut map = self
+            .by_region
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry(name.clone())
+            .or_insert_with(|| {
+                let config = self
+                    .base
+                    .to_builder()
+                    .region(Region::new(name.clone()))
+                    .build();
+                RegionClients {
+                    region: name,
+                    ecs: Ecs::new(aws_sdk_ecs::Client::new(&config)),
+                    s3: s3_client(&config),
+                }
+            })
+            .clone()
+    }
+}

@@ -1,0 +1,504 @@
+//! The Sequence controller: runs each Sequence with the same engine and the same drive loop as the
+//! CLI, keeping the run in `.status` instead of a state file.
+//!
+//! Per reconcile: read the Sequence; resolve its plan (pinned in `.status` when the run starts: a
+//! later spec edit does not change a running plan and is reported in the `SpecChanged` condition);
+//! drive the engine until it asks for nothing more, writing `.status` before every action with the
+//! object's resourceVersion as precondition (a stale read fails with a conflict and the next
+//! reconcile starts from the stored status); then requeue at the engine's next timer. Running tasks
+//! are watched by the shared poller (`poller.rs`), which wakes a Sequence when its tasks change.
+//! Deleting a Sequence stops its tasks first (finalizer).
+
+mod error;
+mod events;
+mod plan_source;
+mod status_store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, ResourceExt};
+use kube::core::DeserializeGuard;
+use kube::core::error_boundary::InvalidObject;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{EventType, Recorder, Reporter as EventReporter};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource};
+use tokio::sync::watch;
+use tracing::Instrument;
+
+pub use error::Error;
+use events::{EventCollector, publish};
+use plan_source::resolve;
+use status_store::KubeStore;
+
+use crate::aws_clients::AwsClients;
+use crate::conditions::{self, SPEC_CHANGED, conditions};
+use crate::leader::{LeaderElector, LeaseConfig};
+use crate::metrics::{KindLabel, Metrics};
+use crate::observation::Observation;
+use crate::plan::Plan;
+use crate::poller::{ClusterKey, PolledEcs, Poller};
+use crate::runner::drive;
+use crate::sequence::Sequence;
+use crate::server::Health;
+use crate::status::RunStatus;
+
+pub const FINALIZER: &str = "sequencer.dev/stop-tasks";
+pub const FIELD_MANAGER: &str = "sequencer-controller";
+
+/// A running Sequence is looked at at least this often even when neither its tasks nor its
+/// timers call for it: a safety net, not the way progress is made.
+const RESYNC: Duration = Duration::from_secs(300);
+
+pub struct Context {
+    pub client: Client,
+    pub aws: Arc<AwsClients>,
+    pub recorder: Recorder,
+    pub poller: Arc<Poller>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// How the controller runs (from `sequencer controller`'s flags).
+pub struct Settings {
+    /// Watch only this namespace.
+    pub namespace: Option<String>,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    pub http_address: SocketAddr,
+    /// Lead through this Lease; `None` runs without leader election (one replica).
+    pub leader_election: Option<LeaseConfig>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot serve health and metrics on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("lost the leader Lease; exiting so that this replica restarts as a candidate")]
+    LeadershipLost,
+}
+
+/// Runs the controller until SIGTERM or Ctrl-C (a second one exits at once). Shutting down lets
+/// in-flight reconciles finish their writes and leaves ECS tasks running: the next controller
+/// resumes them from `.status`.
+pub async fn run(client: Client, aws: Arc<AwsClients>, settings: Settings) -> Result<(), RunError> {
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let (listener, address) =
+        crate::server::bind(settings.http_address)
+            .await
+            .map_err(|source| RunError::Bind {
+                address: settings.http_address,
+                source,
+            })?;
+    tracing::info!(%address, "serving /healthz, /readyz and /metrics");
+    let (stop_tx, stop) = watch::channel(false);
+    tokio::spawn(crate::server::serve(
+        listener,
+        health.clone(),
+        metrics.clone(),
+        stopped(stop.clone()),
+    ));
+    tokio::spawn(async move {
+        let reason = crate::cli::wait_for_signal().await;
+        tracing::info!(%reason, "shutting down: finishing in-flight reconciles; ECS tasks keep running");
+        let _ = stop_tx.send(true);
+        let reason = crate::cli::wait_for_signal().await;
+        tracing::warn!(%reason, "second signal: exiting now");
+        std::process::exit(130);
+    });
+
+    let mut elector = settings
+        .leader_election
+        .map(|config| LeaderElector::new(client.clone(), config));
+    if let Some(elector) = &mut elector {
+        // A standby is ready: it serves and will take over when the leader goes.
+        health.set_ready(true);
+        tracing::info!(identity = %elector.identity(), "waiting to become the leader");
+        tokio::select! {
+            _ = elector.acquire() => {}
+            _ = stopped(stop.clone()) => return Ok(()),
+        }
+        health.set_ready(false);
+    }
+    metrics.leader.set(1);
+
+    // Leadership lost ends the controller at once, like a shutdown, but exits with an error.
+    let (lost_tx, lost) = watch::channel(false);
+    let keeper = elector.map(|mut elector| {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = elector.keep() => { let _ = lost_tx.send(true); }
+                _ = stopped(stop) => {}
+            }
+            elector
+        })
+    });
+
+    let (poller, mut woken) = Poller::new(metrics.clone());
+    tokio::spawn(
+        poller
+            .clone()
+            .run(aws.clone(), ending(stop.clone(), lost.clone())),
+    );
+
+    // Through DeserializeGuard, a Sequence that cannot be decoded (the API server keeps
+    // `success.containers` as written) is handed to reconcile as an error instead of failing the
+    // whole watch, which would stall every other Sequence.
+    let sequences: Api<DeserializeGuard<Sequence>> = match &settings.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let recorder = Recorder::new(
+        client.clone(),
+        EventReporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
+    let ctx = Arc::new(Context {
+        client,
+        aws,
+        recorder,
+        poller,
+        metrics: metrics.clone(),
+    });
+    let controller = Controller::new(sequences, watcher::Config::default().any_semantic());
+    let store = controller.store();
+    let ready = health.clone();
+    tokio::spawn(async move {
+        // The controller waits on the same store, and of two concurrent waiters kube-runtime
+        // 5.0 wakes only the last to poll: ask again every half second instead of waiting once.
+        loop {
+            match tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready()).await {
+                Ok(Ok(())) => {
+                    tracing::info!("the watch of Sequences has synced: ready");
+                    ready.set_ready(true);
+                    return;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "the watch of Sequences ended before it synced");
+                    return;
+                }
+                Err(_) => {}
+            }
+        }
+    });
+    let wakes = futures::stream::poll_fn(move |cx| woken.poll_recv(cx));
+    controller
+        .reconcile_on(wakes)
+        .graceful_shutdown_on(ending(stop, lost.clone()))
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile ended with an error");
+            }
+        })
+        .await;
+    health.set_ready(false);
+    metrics.leader.set(0);
+    if *lost.borrow() {
+        return Err(RunError::LeadershipLost);
+    }
+    if let Some(keeper) = keeper
+        && let Ok(mut elector) = keeper.await
+    {
+        elector.release().await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves once `flag` is true; never if its sender goes without setting it.
+async fn stopped(mut flag: watch::Receiver<bool>) {
+    if flag.wait_for(|v| *v).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Resolves on shutdown or on lost leadership.
+async fn ending(stop: watch::Receiver<bool>, lost: watch::Receiver<bool>) {
+    tokio::select! {
+        _ = stopped(stop) => {}
+        _ = stopped(lost) => {}
+    }
+}
+
+fn error_policy(_: Arc<DeserializeGuard<Sequence>>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&KindLabel {
+            kind: error.metric_label().into(),
+        })
+        .inc();
+    // Conflicts resolve on the next read; stops are acknowledged within seconds; other errors
+    // are usually transient API trouble.
+    match error.innermost() {
+        Error::Conflict => {
+            tracing::debug!("status write conflicted; reconciling again from the stored status");
+            Action::requeue(Duration::from_millis(200))
+        }
+        Error::TasksStopping => Action::requeue(Duration::from_secs(1)),
+        e => {
+            tracing::warn!(error = %e, "reconcile failed; trying again in 5 s");
+            Action::requeue(Duration::from_secs(5))
+        }
+    }
+}
+
+async fn reconcile(
+    guard: Arc<DeserializeGuard<Sequence>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let span = tracing::info_span!(
+        "reconcile",
+        namespace = guard.namespace().unwrap_or_default(),
+        name = guard.name_any()
+    );
+    let started = Instant::now();
+    ctx.metrics.reconciles.inc();
+    let result = reconcile_guarded(guard, &ctx).instrument(span).await;
+    ctx.metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn reconcile_guarded(
+    guard: Arc<DeserializeGuard<Sequence>>,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let seq = match &guard.0 {
+        Ok(seq) => Arc::new(seq.clone()),
+        Err(invalid) => return refuse_undecodable(invalid, ctx).await,
+    };
+    let api: Api<Sequence> =
+        Api::namespaced(ctx.client.clone(), &seq.namespace().unwrap_or_default());
+    finalizer(&api, FINALIZER, seq, |event| async {
+        match event {
+            Finalizer::Apply(seq) => apply(&api, &seq, ctx, vec![Observation::Tick]).await,
+            Finalizer::Cleanup(seq) => cleanup(&api, &seq, ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// A Sequence whose spec cannot be decoded: report it on the object itself and wait for a change.
+async fn refuse_undecodable(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Error> {
+    let meta = &invalid.metadata;
+    let (Some(name), Some(namespace)) = (meta.name.clone(), meta.namespace.clone()) else {
+        return Ok(Action::await_change());
+    };
+    let resource = ApiResource::erase::<Sequence>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, &resource);
+    let message = format!("the Sequence cannot be read: {}", invalid.error);
+    let current = api.get(&name).await?;
+    let previous: Vec<Condition> = current
+        .data
+        .pointer("/status/conditions")
+        .and_then(|c| serde_json::from_value(c.clone()).ok())
+        .unwrap_or_default();
+    let run = RunStatus::new(meta.uid.clone().unwrap_or_default(), &Plan::new(vec![]));
+    let cond_ctx = conditions::Context {
+        refused: Some(("InvalidSpec", &message)),
+        generation: meta.generation,
+        ..Default::default()
+    };
+    let wanted = conditions(&previous, &run, &cond_ctx, Timestamp::now());
+    if wanted == previous {
+        return Ok(Action::await_change());
+    }
+    let patch = serde_json::json!({"status": {"phase": "Failed", "observedGeneration": meta.generation, "conditions": wanted}});
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    let reference = ObjectReference {
+        api_version: Some(resource.api_version.clone()),
+        kind: Some(resource.kind.clone()),
+        name: Some(name),
+        namespace: Some(namespace),
+        uid: meta.uid.clone(),
+        resource_version: meta.resource_version.clone(),
+        ..Default::default()
+    };
+    tracing::warn!(%message, "refusing an undecodable Sequence");
+    publish(
+        &ctx.recorder,
+        &reference,
+        EventType::Warning,
+        "InvalidSpec",
+        &message,
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+/// The poller's name for a Sequence.
+fn owner_of(seq: &Sequence) -> crate::poller::Owner {
+    ObjectRef::new(&seq.name_any()).within(&seq.namespace().unwrap_or_default())
+}
+
+async fn apply(
+    api: &Api<Sequence>,
+    seq: &Sequence,
+    ctx: &Context,
+    observations: Vec<Observation>,
+) -> Result<Action, Error> {
+    let reference = seq.object_ref(&());
+    let region = seq
+        .status
+        .as_ref()
+        .and_then(|s| s.pinned.as_ref())
+        .map(|p| p.region.clone())
+        .or_else(|| seq.spec.region.clone());
+    let clients = ctx.aws.region(region.as_deref());
+    let mut store = KubeStore::new(api.clone(), seq);
+    let resolved = match resolve(seq, &clients, &ctx.client).await {
+        Ok(resolved) => resolved,
+        Err(refusal) => {
+            tracing::warn!(reason = refusal.reason, message = %refusal.message, "refusing the Sequence");
+            store.refuse(refusal.reason, &refusal.message).await?;
+            publish(
+                &ctx.recorder,
+                &reference,
+                EventType::Warning,
+                refusal.reason,
+                &refusal.message,
+            )
+            .await;
+            return Ok(Action::await_change());
+        }
+    };
+    let plan = resolved.plan;
+    let started = seq.status.as_ref().is_some_and(|s| s.plan.is_some());
+    if !started {
+        store.plan = serde_json::to_value(&plan.steps).ok();
+        store.pinned = Some(resolved.pinned);
+    }
+    store.spec_changed = resolved.spec_changed.clone();
+    let status = match stored_run(seq) {
+        Some(Ok(status)) => status,
+        Some(Err(e)) => {
+            store
+                .refuse("InvalidStatus", &format!("status.run cannot be read: {e}"))
+                .await?;
+            return Ok(Action::await_change());
+        }
+        None => RunStatus::new(seq.uid().unwrap_or_default(), &plan),
+    };
+    let owner = owner_of(seq);
+    let ecs = PolledEcs {
+        clients,
+        poller: &ctx.poller,
+        owner: owner.clone(),
+        poll_interval_seconds: plan.poll_interval_seconds,
+        metrics: &ctx.metrics,
+    };
+    let mut sink = EventCollector::new(&ctx.metrics);
+    let driven = drive(&plan, status, observations, &ecs, &mut store, &mut sink).await?;
+    // The run may not have changed while the spec did: keep conditions and observedGeneration true.
+    let reported = has_true_condition(seq, SPEC_CHANGED);
+    store.refresh(&driven.status).await?;
+    let newly_changed = has_true_condition(store.object(), SPEC_CHANGED) && !reported;
+    sink.publish_all(&ctx.recorder, &reference).await;
+    if newly_changed && let Some(message) = &resolved.spec_changed {
+        publish(
+            &ctx.recorder,
+            &reference,
+            EventType::Warning,
+            "SpecChangedDuringRun",
+            message,
+        )
+        .await;
+    }
+    if driven.status.is_finished() {
+        ctx.poller.release(&owner);
+        return Ok(Action::await_change());
+    }
+    // Tasks launched in this reconcile are handed to the poller now, not at the next look.
+    for attempt in driven.status.steps.iter().flat_map(|s| &s.attempts) {
+        let arns: Vec<String> = attempt
+            .tasks
+            .iter()
+            .filter(|t| !t.is_finished())
+            .map(|t| t.task_arn.clone())
+            .collect();
+        if !arns.is_empty() {
+            let key = ClusterKey {
+                region: ecs.clients.region.clone(),
+                cluster: attempt.cluster.clone(),
+            };
+            ctx.poller
+                .answer(&owner, &key, plan.poll_interval_seconds, &arns);
+        }
+    }
+    // Nothing to wake for (e.g. suspended between steps): wait for the Sequence to change.
+    if driven.wake_at.is_none() {
+        return Ok(Action::await_change());
+    }
+    let now = Timestamp::now();
+    let wait = match driven.timer_at {
+        Some(at) if at > now => at.duration_since(now).unsigned_abs().min(RESYNC),
+        Some(_) => Duration::ZERO,
+        None => RESYNC,
+    };
+    Ok(Action::requeue(wait.max(Duration::from_millis(100))))
+}
+
+fn has_true_condition(seq: &Sequence, type_: &str) -> bool {
+    seq.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == type_ && c.status == "True")
+    })
+}
+
+/// The Sequence is being deleted: stop its running tasks, then let it go.
+async fn cleanup(api: &Api<Sequence>, seq: &Sequence, ctx: &Context) -> Result<Action, Error> {
+    let running = stored_run(seq)
+        .and_then(Result::ok)
+        .is_some_and(|r| !r.is_finished());
+    if !running {
+        ctx.poller.release(&owner_of(seq));
+        return Ok(Action::await_change());
+    }
+    apply(
+        api,
+        seq,
+        ctx,
+        vec![
+            Observation::Tick,
+            Observation::CancelRequested {
+                reason: "the Sequence was deleted".into(),
+            },
+        ],
+    )
+    .await?;
+    // The finalizer is removed only once the run has ended (its stops acknowledged).
+    let fresh = api.get(&seq.name_any()).await?;
+    let finished = stored_run(&fresh)
+        .and_then(Result::ok)
+        .is_none_or(|r| r.is_finished());
+    if finished {
+        ctx.poller.release(&owner_of(seq));
+        Ok(Action::await_change())
+    } else {
+        Err(Error::TasksStopping)
+    }
+}
+
+/// The run kept in `.status.run`, if the run has started.
+fn stored_run(seq: &Sequence) -> Option<Result<RunStatus, serde_json::Error>> {
+    let run = seq.status.as_ref()?.run.clone()?;
+    Some(serde_json::from_value(run))
+}

@@ -1,0 +1,225 @@
+//! Resolving a Sequence's plan: the steps pinned in `.status` once the run has started, else the
+//! spec's inline steps or the batch file its `source` names (a ConfigMap or an S3 object), checked
+//! exactly as the CLI checks a batch file. Every refusal names the place and what is wrong.
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ResourceExt};
+use serde_json::Value;
+
+use crate::aws_clients::RegionClients;
+use crate::plan::{Plan, PlannedStep};
+use crate::sequence::{PinnedSpec, Sequence, spec_digest};
+use crate::source::{BatchSource, LoadedBatch};
+
+/// Why a Sequence cannot run: a condition reason (`InvalidSpec`, `SourceError`, `InvalidStatus`)
+/// and a message naming the place.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refusal {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Refusal {
+    fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Refusal {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// A plan, with where it came from.
+pub struct Resolved {
+    pub plan: Plan,
+    pub pinned: PinnedSpec,
+    /// What changed in the spec since the plan was pinned (a message), if anything did.
+    pub spec_changed: Option<String>,
+}
+
+/// The plan to run now. Run options (`suspend`, `activeDeadlineSeconds`, `pollIntervalSeconds`)
+/// come from the current spec at every reconcile; the steps, their source and the region are
+/// fixed when the run starts.
+pub async fn resolve(
+    seq: &Sequence,
+    clients: &RegionClients,
+    client: &kube::Client,
+) -> Result<Resolved, Refusal> {
+    let status = seq.status.as_ref();
+    let digest = spec_digest(&seq.spec);
+    let (steps, pinned, spec_changed) = match status.and_then(|s| s.plan.clone()) {
+        Some(plan) => {
+            let steps: Vec<PlannedStep> = serde_json::from_value(plan).map_err(|e| {
+                Refusal::new("InvalidStatus", format!("status.plan cannot be read: {e}"))
+            })?;
+            let pinned = status
+                .and_then(|s| s.pinned.clone())
+                .unwrap_or_else(|| PinnedSpec {
+                    // A run pinned before this record existed: assume the spec it has now.
+                    spec_digest: digest.clone(),
+                    region: clients.region.clone(),
+                    source: "spec".into(),
+                    ..Default::default()
+                });
+            let changed = (pinned.spec_digest != digest).then(|| {
+                format!(
+                    "spec.steps, spec.source or spec.region changed (generation {}) after the run started from generation {}; the run goes on with the plan pinned then. Create a new Sequence to run the new spec",
+                    seq.metadata.generation.unwrap_or_default(),
+                    pinned.generation.unwrap_or_default()
+                )
+            });
+            (steps, pinned, changed)
+        }
+        None => {
+            let (steps, loaded) = fresh_steps(seq, clients, client).await?;
+            let object = loaded.and_then(|l| l.s3);
+            let pinned = PinnedSpec {
+                generation: seq.metadata.generation,
+                spec_digest: digest,
+                region: clients.region.clone(),
+                source: source_label(seq),
+                s3_version_id: object.as_ref().and_then(|o| o.version_id.clone()),
+                s3_etag: object.as_ref().and_then(|o| o.etag.clone()),
+            };
+            (steps, pinned, None)
+        }
+    };
+    let mut plan = Plan::new(steps);
+    if let Some(seconds) = seq.spec.poll_interval_seconds {
+        plan.poll_interval_seconds = seconds;
+    }
+    plan.suspended = seq.spec.suspend;
+    plan.active_deadline_seconds = seq.spec.active_deadline_seconds;
+    Ok(Resolved {
+        plan,
+        pinned,
+        spec_changed,
+    })
+}
+
+fn source_label(seq: &Sequence) -> String {
+    match seq.spec.source.as_ref().map(|s| (&s.s3, &s.config_map)) {
+        Some((Some(s3), _)) => s3.uri.clone(),
+        Some((None, Some(cm))) => format!(
+            "configmap {}/{} key {}",
+            seq.namespace().unwrap_or_default(),
+            cm.name,
+            cm.key
+        ),
+        _ => "spec.steps".into(),
+    }
+}
+
+/// The steps the spec gives now, checked.
+async fn fresh_steps(
+    seq: &Sequence,
+    clients: &RegionClients,
+    client: &kube::Client,
+) -> Result<(Vec<PlannedStep>, Option<LoadedBatch>), Refusal> {
+    match (&seq.spec.source, seq.spec.steps.is_empty()) {
+        (Some(_), false) => Err(Refusal::new(
+            "InvalidSpec",
+            "give either spec.steps or spec.source, not both",
+        )),
+        (Some(_), true) => {
+            let loaded = read_source(seq, clients, client).await?;
+            let steps =
+                crate::batch_file::parse(&loaded.label, &loaded.text).map_err(|invalid| {
+                    let problems: Vec<String> = invalid.0.iter().map(ToString::to_string).collect();
+                    Refusal::new("InvalidSpec", problems.join("; "))
+                })?;
+            Ok((steps, Some(loaded)))
+        }
+        (None, true) => Err(Refusal::new(
+            "InvalidSpec",
+            "spec.steps is empty: give at least one step (or spec.source)",
+        )),
+        (None, false) => {
+            check_steps(&seq.spec.steps)?;
+            Ok((seq.spec.steps.clone(), None))
+        }
+    }
+}
+
+/// Reads the seed-format batch file the Sequence's source names. It is read once: the steps are
+/// then pinned in `.status.plan`, so a later change of the object or the ConfigMap does not alter
+/// the run.
+async fn read_source(
+    seq: &Sequence,
+    clients: &RegionClients,
+    client: &kube::Client,
+) -> Result<LoadedBatch, Refusal> {
+    match seq.spec.source.as_ref().map(|s| (&s.s3, &s.config_map)) {
+        Some((Some(s3), None)) => {
+            let Ok(BatchSource::S3(mut location)) = BatchSource::parse(&s3.uri) else {
+                return Err(Refusal::new(
+                    "InvalidSpec",
+                    format!("spec.source.s3.uri: `{}` is not s3://bucket/key", s3.uri),
+                ));
+            };
+            location.version_id = s3.version_id.clone();
+            crate::source::load_s3(&clients.s3, &location)
+                .await
+                .map_err(|e| Refusal::new("SourceError", e.to_string()))
+        }
+        Some((None, Some(cm))) => {
+            let namespace = seq.namespace().unwrap_or_default();
+            let api: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+            let label = format!("configmap {namespace}/{} key {}", cm.name, cm.key);
+            let map = match api.get_opt(&cm.name).await {
+                Ok(Some(map)) => map,
+                Ok(None) => {
+                    return Err(Refusal::new(
+                        "SourceError",
+                        format!("{label}: the ConfigMap does not exist"),
+                    ));
+                }
+                Err(e) => return Err(Refusal::new("SourceError", format!("{label}: {e}"))),
+            };
+            let Some(text) = map.data.as_ref().and_then(|d| d.get(&cm.key)).cloned() else {
+                let keys: Vec<String> = map.data.unwrap_or_default().into_keys().collect();
+                return Err(Refusal::new(
+                    "SourceError",
+                    format!(
+                        "{label}: no such key (the ConfigMap has: {})",
+                        keys.join(", ")
+                    ),
+                ));
+            };
+            Ok(LoadedBatch {
+                label,
+                text,
+                s3: None,
+            })
+        }
+        _ => Err(Refusal::new(
+            "InvalidSpec",
+            "spec.source needs exactly one of s3 and configMap",
+        )),
+    }
+}
+
+/// The same checks a batch file gets (the API server checked the schema; these are the ECS limits
+/// and the rules a schema cannot say), with the key path of every problem.
+fn check_steps(steps: &[PlannedStep]) -> Result<(), Refusal> {
+    let checker = crate::batch_file::step_checker();
+    let mut problems = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let body = serde_json::to_value(&step.definition).unwrap_or(Value::Null);
+        if let Err(found) = crate::batch_file::check_step(&checker, &crate::yaml::from_json(&body))
+        {
+            problems.extend(found.into_iter().map(|p| {
+                let path = if p.path.is_empty() {
+                    String::new()
+                } else {
+                    format!(".{}", p.path)
+                };
+                format!("spec.steps[{i}]{path} ({}): {}", step.name, p.message)
+            }));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Refusal::new("InvalidSpec", problems.join("; ")))
+    }
+}

@@ -1,0 +1,481 @@
+//! The controller's shared ECS poller: one DescribeTasks per ≤ 100 running task ARNs per
+//! interval, per (region, cluster), across all Sequences, instead of one call per Sequence.
+//!
+//! A Sequence's reconcile asks for its running tasks as usual (`Action::Describe`); `PolledEcs`
+//! answers from what the poller last saw and registers the ARNs. Each round (every second) the
+//! poller describes the ARNs that are due, batched by cluster, and wakes only the Sequences whose
+//! tasks changed. A newly registered ARN is due at once; afterwards it is due every
+//! `pollIntervalSeconds` of its Sequence, on a grid shared by all ARNs of that interval so that
+//! they fill the same calls. Nothing here decides anything about a run: the engine judges what
+//! the answers mean, exactly as in the CLI.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::ObjectRef;
+use tokio::sync::mpsc;
+
+use crate::action::Action;
+use crate::aws_clients::{AwsClients, RegionClients};
+use crate::ecs::Executor;
+use crate::engine::DESCRIBE_BATCH;
+use crate::metrics::Metrics;
+use crate::observation::{ApiError, DescribeResponse, Observation};
+use crate::sequence::Sequence;
+use crate::status::TaskRecord;
+
+/// A Sequence, named as the controller's reconcile queue names it.
+pub type Owner = ObjectRef<DeserializeGuard<Sequence>>;
+
+/// Where tasks live: ECS task ARNs are only meaningful with their region and cluster.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct ClusterKey {
+    pub region: String,
+    /// `None` is the account's default cluster.
+    pub cluster: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Known {
+    Task(Box<TaskRecord>),
+    Missing,
+}
+
+struct Watched {
+    /// Per Sequence: its poll interval in seconds, and whether it has been answered since the
+    /// task last changed.
+    owners: HashMap<Owner, Interest>,
+    known: Option<Known>,
+    /// The poller round (seconds since it started) at which the ARN is next described.
+    next_due: u64,
+}
+
+struct Interest {
+    interval: u64,
+    delivered: bool,
+}
+
+impl Watched {
+    fn interval(&self) -> u64 {
+        self.owners
+            .values()
+            .map(|i| i.interval)
+            .min()
+            .unwrap_or(1)
+            .max(1)
+    }
+
+    /// A stopped task never changes again; once every Sequence watching it has seen that, the
+    /// poller can forget it (a Sequence that asks again simply registers it anew).
+    fn done(&self) -> bool {
+        matches!(&self.known, Some(Known::Task(t)) if t.is_finished())
+            && self.owners.values().all(|i| i.delivered)
+    }
+}
+
+/// How the poller describes tasks: ECS in the controller, a fake in unit tests.
+pub trait Describer: Send + Sync {
+    fn describe(
+        &self,
+        key: &ClusterKey,
+        arns: &[String],
+    ) -> impl std::future::Future<Output = Result<DescribeResponse, ApiError>> + Send;
+}
+
+impl Describer for AwsClients {
+    async fn describe(
+        &self,
+        key: &ClusterKey,
+        arns: &[String],
+    ) -> Result<DescribeResponse, ApiError> {
+        let clients = self.region(Some(&key.region));
+        clients.ecs.describe(key.cluster.as_deref(), arns).await
+    }
+}
+
+pub struct Poller {
+    clusters: Mutex<HashMap<ClusterKey, HashMap<String, Watched>>>,
+    wake: mpsc::UnboundedSender<Owner>,
+    metrics: Arc<Metrics>,
+    started: Instant,
+}
+
+impl Poller {
+    /// The poller, and the stream of Sequences to reconcile because their tasks changed.
+    pub fn new(metrics: Arc<Metrics>) -> (Arc<Poller>, mpsc::UnboundedReceiver<Owner>) {
+        let (wake, woken) = mpsc::unbounded_channel();
+        let poller = Poller {
+            clusters: Mutex::new(HashMap::new()),
+            wake,
+            metrics,
+            started: Instant::now(),
+        };
+        (Arc::new(poller), woken)
+    }
+
+    fn round_now(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ClusterKey, HashMap<String, Watched>>> {
+        self.clusters.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers `owner`'s interest in `arns` and answers with what was last seen of them. ARNs
+    /// not seen yet are left out of the answer (the engine waits); the owner is woken when the
+    /// poller first sees them.
+    pub fn answer(
+        &self,
+        owner: &Owner,
+        key: &ClusterKey,
+        interval: u64,
+        arns: &[String],
+    ) -> DescribeResponse {
+        let now = self.round_now();
+        let mut clusters = self.lock();
+        let watched = clusters.entry(key.clone()).or_default();
+        let mut response = DescribeResponse::default();
+        for arn in arns {
+            let entry = watched.entry(arn.clone()).or_insert_with(|| Watched {
+                owners: HashMap::new(),
+                known: None,
+                next_due: now,
+            });
+            let interest = entry.owners.entry(owner.clone()).or_insert(Interest {
+                interval: interval.max(1),
+                delivered: false,
+            });
+            interest.interval = interval.max(1);
+            match &entry.known {
+                Some(Known::Task(task)) => {
+                    interest.delivered = true;
+                    response.tasks.push(task.as_ref().clone());
+                }
+                Some(Known::Missing) => {
+                    interest.delivered = true;
+                    response.missing.push(arn.clone());
+                }
+                None => {}
+            }
+        }
+        response
+    }
+
+    /// Forgets everything `owner` watched (its run ended, or it was deleted).
+    pub fn release(&self, owner: &Owner) {
+        let mut clusters = self.lock();
+        for watched in clusters.values_mut() {
+            watched.retain(|_, w| {
+                w.owners.remove(owner);
+                !w.owners.is_empty()
+            });
+        }
+        clusters.retain(|_, w| !w.is_empty());
+    }
+
+    /// One round: describe every due ARN (≤ 100 per call, per cluster), record what changed and
+    /// wake the Sequences concerned.
+    pub async fn round<D: Describer>(&self, describer: &D) {
+        let now = self.round_now();
+        let due: Vec<(ClusterKey, Vec<String>)> = {
+            let mut clusters = self.lock();
+            for watched in clusters.values_mut() {
+                watched.retain(|_, w| !w.done());
+            }
+            clusters.retain(|_, w| !w.is_empty());
+            clusters
+                .iter()
+                .map(|(key, watched)| {
+                    let mut arns: Vec<String> = watched
+                        .iter()
+                        .filter(|(_, w)| w.next_due <= now)
+                        .map(|(arn, _)| arn.clone())
+                        .collect();
+                    arns.sort();
+                    (key.clone(), arns)
+                })
+                .filter(|(_, arns)| !arns.is_empty())
+                .collect()
+        };
+        for (key, arns) in due {
+            for chunk in arns.chunks(DESCRIBE_BATCH) {
+                let result = describer.describe(&key, chunk).await;
+                self.metrics.ecs_call("DescribeTasks", &result);
+                match result {
+                    Ok(response) => self.record(&key, chunk, response, now),
+                    Err(e) => {
+                        tracing::warn!(region = %key.region, cluster = ?key.cluster, error = %e, "shared poll failed; trying again next interval");
+                        self.postpone(&key, chunk, now);
+                    }
+                }
+            }
+        }
+        let running = self
+            .lock()
+            .values()
+            .flat_map(|w| w.values())
+            .filter(|w| !matches!(&w.known, Some(Known::Task(t)) if t.is_finished()))
+            .count();
+        self.metrics.running_tasks.set(running as i64);
+    }
+
+    fn record(&self, key: &ClusterKey, asked: &[String], response: DescribeResponse, now: u64) {
+        let mut seen: HashMap<String, Known> = response
+            .tasks
+            .into_iter()
+            .map(|t| (t.task_arn.clone(), Known::Task(Box::new(t))))
+            .collect();
+        for arn in response.missing {
+            seen.insert(arn, Known::Missing);
+        }
+        let mut wake = Vec::new();
+        {
+            let mut clusters = self.lock();
+            let Some(watched) = clusters.get_mut(key) else {
+                return;
+            };
+            for arn in asked {
+                let Some(entry) = watched.get_mut(arn) else {
+                    continue; // released while the call was in flight
+                };
+                let interval = entry.interval();
+                entry.next_due = (now / interval + 1) * interval;
+                let Some(known) = seen.remove(arn) else {
+                    continue;
+                };
+                if entry.known.as_ref() != Some(&known) {
+                    entry.known = Some(known);
+                    for (owner, interest) in &mut entry.owners {
+                        interest.delivered = false;
+                        wake.push(owner.clone());
+                    }
+                }
+            }
+        }
+        wake.sort_by_key(|o| (o.namespace.clone(), o.name.clone()));
+        wake.dedup();
+        for owner in wake {
+            // The receiver is gone only while the controller shuts down.
+            let _ = self.wake.send(owner);
+        }
+    }
+
+    fn postpone(&self, key: &ClusterKey, asked: &[String], now: u64) {
+        let mut clusters = self.lock();
+        if let Some(watched) = clusters.get_mut(key) {
+            for arn in asked {
+                if let Some(entry) = watched.get_mut(arn) {
+                    let interval = entry.interval();
+                    entry.next_due = (now / interval + 1) * interval;
+                }
+            }
+        }
+    }
+
+    /// Polls until `shutdown` resolves.
+    pub async fn run<D: Describer>(
+        self: Arc<Self>,
+        describer: Arc<D>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let mut ticks = tokio::time::interval(Duration::from_secs(1));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = ticks.tick() => self.round(describer.as_ref()).await,
+            }
+        }
+    }
+}
+
+/// The executor a Sequence's reconcile uses: DescribeTasks comes from the shared poller, every
+/// other call goes to ECS in the Sequence's region.
+pub struct PolledEcs<'a> {
+    pub clients: RegionClients,
+    pub poller: &'a Poller,
+    pub owner: Owner,
+    pub poll_interval_seconds: u64,
+    pub metrics: &'a Metrics,
+}
+
+impl Executor for PolledEcs<'_> {
+    async fn execute(&self, action: &Action) -> Observation {
+        if let Action::Describe { cluster, task_arns } = action {
+            let key = ClusterKey {
+                region: self.clients.region.clone(),
+                cluster: cluster.clone(),
+            };
+            let response =
+                self.poller
+                    .answer(&self.owner, &key, self.poll_interval_seconds, task_arns);
+            return Observation::Described {
+                outcome: Ok(response),
+            };
+        }
+        let observation = self.clients.ecs.execute(action).await;
+        let (operation, failed) = match &observation {
+            Observation::Launched { outcome, .. } => ("RunTask", outcome.as_ref().err()),
+            Observation::LookedUp { outcome, .. } => ("ListTasks", outcome.as_ref().err()),
+            Observation::StopAnswered { outcome, .. } => ("StopTask", outcome.as_ref().err()),
+            Observation::TaskDefinitionDescribed { outcome, .. } => {
+                ("DescribeTaskDefinition", outcome.as_ref().err())
+            }
+            _ => return observation,
+        };
+        let result: Result<(), ApiError> = failed.map_or(Ok(()), |e| Err(e.clone()));
+        self.metrics.ecs_call(operation, &result);
+        observation
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers DescribeTasks from a table, and counts the calls and their sizes.
+    #[derive(Default)]
+    struct FakeEcs {
+        tasks: Mutex<HashMap<String, TaskRecord>>,
+        calls: Mutex<Vec<(ClusterKey, usize)>>,
+    }
+
+    impl FakeEcs {
+        fn set(&self, arn: &str, last_status: &str) {
+            self.tasks.lock().unwrap().insert(
+                arn.into(),
+                TaskRecord {
+                    task_arn: arn.into(),
+                    last_status: Some(last_status.into()),
+                    ..Default::default()
+                },
+            );
+        }
+    }
+
+    impl Describer for FakeEcs {
+        async fn describe(
+            &self,
+            key: &ClusterKey,
+            arns: &[String],
+        ) -> Result<DescribeResponse, ApiError> {
+            self.calls.lock().unwrap().push((key.clone(), arns.len()));
+            let tasks = self.tasks.lock().unwrap();
+            let mut response = DescribeResponse::default();
+            for arn in arns {
+                match tasks.get(arn) {
+                    Some(t) => response.tasks.push(t.clone()),
+                    None => response.missing.push(arn.clone()),
+                }
+            }
+            Ok(response)
+        }
+    }
+
+    fn key() -> ClusterKey {
+        ClusterKey {
+            region: "us-east-1".into(),
+            cluster: Some("batch".into()),
+        }
+    }
+
+    fn owner(name: &str) -> Owner {
+        ObjectRef::new(name).within("default")
+    }
+
+    fn drain(rx: &mut mpsc::UnboundedReceiver<Owner>) -> Vec<String> {
+        let mut woken = Vec::new();
+        while let Ok(o) = rx.try_recv() {
+            woken.push(o.name);
+        }
+        woken.sort();
+        woken
+    }
+
+    #[tokio::test]
+    async fn one_call_per_hundred_tasks_across_sequences_and_only_changed_ones_woken() {
+        let (poller, mut woken) = Poller::new(Arc::new(Metrics::new()));
+        let ecs = FakeEcs::default();
+        // 150 Sequences with one running task each, all in one cluster.
+        for i in 0..150 {
+            let arn = format!("arn:task/{i}");
+            ecs.set(&arn, "RUNNING");
+            let first = poller.answer(&owner(&format!("s{i}")), &key(), 5, &[arn]);
+            assert!(
+                first.tasks.is_empty(),
+                "nothing is known before the first round"
+            );
+        }
+        poller.round(&ecs).await;
+        let calls = ecs.calls.lock().unwrap().clone();
+        assert_eq!(
+            calls.iter().map(|(_, n)| *n).collect::<Vec<_>>(),
+            vec![100, 50],
+            "150 ARNs are described in two calls"
+        );
+        assert_eq!(
+            drain(&mut woken).len(),
+            150,
+            "everyone learns its task's state"
+        );
+        for i in 0..150 {
+            let seen = poller.answer(
+                &owner(&format!("s{i}")),
+                &key(),
+                5,
+                &[format!("arn:task/{i}")],
+            );
+            assert_eq!(seen.tasks[0].last_status.as_deref(), Some("RUNNING"));
+        }
+
+        // Not due again within the interval: no call.
+        poller.round(&ecs).await;
+        assert_eq!(ecs.calls.lock().unwrap().len(), 2);
+
+        // One task stops; once the interval has passed, only its Sequence is woken.
+        ecs.set("arn:task/7", "STOPPED");
+        let mut rounds = 0;
+        while ecs.calls.lock().unwrap().len() == 2 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            poller.round(&ecs).await;
+            rounds += 1;
+            assert!(rounds < 50, "the poller never came back to the tasks");
+        }
+        assert_eq!(drain(&mut woken), vec!["s7".to_owned()]);
+        let seen = poller.answer(&owner("s7"), &key(), 5, &["arn:task/7".into()]);
+        assert_eq!(seen.tasks[0].last_status.as_deref(), Some("STOPPED"));
+
+        // Delivered and stopped: forgotten at the next round; released owners are forgotten too.
+        poller.release(&owner("s8"));
+        poller.round(&ecs).await;
+        let clusters = poller.lock();
+        let watched = clusters.get(&key()).unwrap();
+        assert!(!watched.contains_key("arn:task/7"));
+        assert!(!watched.contains_key("arn:task/8"));
+        assert_eq!(watched.len(), 148);
+    }
+
+    #[tokio::test]
+    async fn clusters_and_regions_are_polled_apart_and_missing_is_answered() {
+        let (poller, mut woken) = Poller::new(Arc::new(Metrics::new()));
+        let ecs = FakeEcs::default();
+        let other = ClusterKey {
+            region: "eu-west-1".into(),
+            cluster: Some("batch".into()),
+        };
+        ecs.set("arn:a", "PENDING");
+        poller.answer(&owner("a"), &key(), 10, &["arn:a".into()]);
+        poller.answer(&owner("b"), &other, 10, &["arn:gone".into()]);
+        poller.round(&ecs).await;
+        let calls = ecs.calls.lock().unwrap().clone();
+        assert_eq!(calls.len(), 2);
+        assert!(calls.iter().any(|(k, _)| k == &other));
+        assert_eq!(drain(&mut woken), vec!["a".to_owned(), "b".to_owned()]);
+        let b = poller.answer(&owner("b"), &other, 10, &["arn:gone".into()]);
+        assert_eq!(b.missing, vec!["arn:gone".to_owned()]);
+        assert!(b.tasks.is_empty());
+    }
+}
