@@ -194,3 +194,81 @@ impl LeaderElector {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The exact requests of a takeover (tower-test stands in for the API server).
+    use http::{Method, Request, Response};
+    use kube::client::Body;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn lease(holder: &str, duration: i32) -> Value {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+               "metadata": {"name": "sequencer-controller", "namespace": "ops", "resourceVersion": "7"},
+               "spec": {"holderIdentity": holder, "leaseDurationSeconds": duration,
+                        "renewTime": "2026-11-28T00:00:00.000000Z", "leaseTransitions": 4}})
+    }
+
+    async fn answer(
+        handle: &mut tower_test::mock::Handle<Request<Body>, Response<Body>>,
+        body: Value,
+    ) -> (Method, String, Value) {
+        let (request, send) = handle.next_request().await.expect("a request");
+        let (parts, body_in) = request.into_parts();
+        let bytes = body_in.collect_bytes().await.expect("body");
+        let sent = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        send.send_response(
+            Response::builder()
+                .status(200)
+                .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                .unwrap(),
+        );
+        (parts.method, parts.uri.path().to_owned(), sent)
+    }
+
+    fn elector(service: tower_test::mock::Mock<Request<Body>, Response<Body>>) -> LeaderElector {
+        let client = kube::Client::new(service, "default");
+        LeaderElector::new(
+            client,
+            LeaseConfig::new("ops".into(), "sequencer-controller".into(), "me".into()),
+        )
+    }
+
+    #[tokio::test]
+    async fn an_expired_lease_is_taken_over_with_a_compare_and_swap() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let mut elector = elector(service);
+        let server = tokio::spawn(async move {
+            // leaseDurationSeconds 0: expired as soon as it is seen.
+            let get = answer(&mut handle, lease("other", 0)).await;
+            let put = answer(&mut handle, lease("me", 15)).await;
+            (get, put)
+        });
+        assert!(elector.try_acquire_or_renew().await.unwrap());
+        let ((get_method, get_path, _), (put_method, put_path, sent)) = server.await.unwrap();
+        let path = "/apis/coordination.k8s.io/v1/namespaces/ops/leases/sequencer-controller";
+        assert_eq!((get_method, get_path.as_str()), (Method::GET, path));
+        assert_eq!((put_method, put_path.as_str()), (Method::PUT, path));
+        assert_eq!(sent["metadata"]["resourceVersion"], "7", "{sent}");
+        assert_eq!(sent["spec"]["holderIdentity"], "me");
+        assert_eq!(sent["spec"]["leaseTransitions"], 5);
+        assert_eq!(sent["spec"]["leaseDurationSeconds"], 15);
+    }
+
+    #[tokio::test]
+    async fn a_live_lease_of_another_replica_is_left_alone() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let mut elector = elector(service);
+        let server = tokio::spawn(async move {
+            answer(&mut handle, lease("other", 15)).await;
+            handle
+        });
+        assert!(!elector.try_acquire_or_renew().await.unwrap());
+        let mut handle = server.await.unwrap();
+        // Nothing further was sent: no write to a Lease someone else holds.
+        let next = tokio::time::timeout(Duration::from_millis(100), handle.next_request()).await;
+        assert!(next.is_err(), "an unexpected request followed the read");
+    }
+}

@@ -1,154 +1,15 @@
 //! The controller on a real kube-apiserver + etcd, with the AWS emulator: Sequences run to
-//! Complete or Failed, deletion stops tasks, and a controller killed mid-run resumes from `.status`.
+//! Complete or Failed, deletion stops tasks, bad input is refused, suspend and deadlines work.
+//! Crashes, leader election, conflicts and operations: `controller_ops.rs`.
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use sequencer::sequence::Sequence;
 use serde_json::{Value, json};
-use support::apiserver::KubeServer;
-use support::*;
-
-struct World {
-    emu: Emulator,
-    server: KubeServer,
-    client: ::kube::Client,
-    logs: tempfile::TempDir,
-}
-
-impl World {
-    async fn start() -> World {
-        let emu = Emulator::start();
-        emu.cluster("etl").await;
-        emu.task_definition(
-            "quick",
-            &["app"],
-            &[("SEQ_EMU_SECONDS", "1"), ("SEQ_EMU_EXIT_CODE", "0")],
-        )
-        .await;
-        emu.task_definition(
-            "bad",
-            &["app"],
-            &[("SEQ_EMU_SECONDS", "1"), ("SEQ_EMU_EXIT_CODE", "3")],
-        )
-        .await;
-        emu.task_definition("slow", &["app"], &[("SEQ_EMU_SECONDS", "600")])
-            .await;
-        emu.task_definition("steady", &["app"], &[("SEQ_EMU_SECONDS", "3")])
-            .await;
-        let server = KubeServer::start();
-        let client = server.client().await;
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        crds.patch(
-            "sequences.sequencer.dev",
-            &PatchParams::apply("test").force(),
-            &Patch::Apply(&sequencer::sequence::crd()),
-        )
-        .await
-        .expect("CRD");
-        for _ in 0..100 {
-            let crd = crds.get("sequences.sequencer.dev").await.unwrap();
-            if crd
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        World {
-            emu,
-            server,
-            client,
-            logs: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn controller(&self) -> Child {
-        let log = std::fs::File::create(self.logs.path().join(format!(
-            "controller-{}.log",
-            Instant::now().elapsed().as_nanos()
-        )))
-        .unwrap();
-        self.emu
-            .sequencer()
-            .args(["controller", "--http-address", "127.0.0.1:0"])
-            .env("KUBECONFIG", &self.server.kubeconfig)
-            .env("RUST_LOG", "sequencer=debug,warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start the controller")
-    }
-
-    fn sequences(&self) -> Api<Sequence> {
-        Api::namespaced(self.client.clone(), "default")
-    }
-
-    async fn create(&self, name: &str, steps: Value) {
-        let object = json!({"apiVersion": "sequencer.dev/v1alpha1", "kind": "Sequence", "metadata": {"name": name},
-                            "spec": {"steps": steps, "pollIntervalSeconds": 1}});
-        self.sequences()
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(object).unwrap(),
-            )
-            .await
-            .expect("create");
-    }
-
-    /// Waits until condition `type_` of `name` is True; returns the Sequence.
-    async fn wait_condition(&self, name: &str, type_: &str, limit: Duration) -> Sequence {
-        let start = Instant::now();
-        loop {
-            let seq = self.sequences().get(name).await.expect("get");
-            let hit = seq.status.as_ref().is_some_and(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == type_ && c.status == "True")
-            });
-            if hit {
-                return seq;
-            }
-            assert!(
-                start.elapsed() < limit,
-                "{name} never became {type_}: {:#?}",
-                seq.status
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
-/// The condition of `type_`, which the controller always writes.
-fn condition_of(
-    status: &sequencer::sequence::SequenceStatus,
-    type_: &str,
-) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-    let found = status.conditions.iter().find(|c| c.type_ == type_);
-    found
-        .cloned()
-        .unwrap_or_else(|| panic!("no {type_} condition in {status:?}"))
-}
-
-fn step(name: &str, family: &str) -> Value {
-    json!({"name": name, "type": "ecs_task", "parameters": {"cluster": "etl", "taskDefinition": format!("{family}:1"), "launchType": "FARGATE"}})
-}
-
-fn stop(mut child: Child) {
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-}
+use support::world::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sequences_complete_or_fail_and_deletion_stops_the_running_task() {
@@ -325,66 +186,6 @@ async fn sequences_complete_or_fail_and_deletion_stops_the_running_task() {
         "the second step of the deleted Sequence never started"
     );
     stop(controller);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_controller_killed_mid_run_resumes_from_status_without_launching_twice() {
-    let world = World::start().await;
-    let steps: Vec<Value> = (1..=4).map(|i| step(&format!("s{i}"), "steady")).collect();
-    world.create("resumable", Value::Array(steps)).await;
-    let mut kills = 0;
-    let start = Instant::now();
-    loop {
-        let mut controller = world.controller();
-        let seq = world.sequences().get("resumable").await.unwrap();
-        if seq.status.as_ref().is_some_and(|s| {
-            s.conditions
-                .iter()
-                .any(|c| c.type_ == "Complete" && c.status == "True")
-        }) {
-            stop(controller);
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(180),
-            "never completed after {kills} kills"
-        );
-        let delay = Duration::from_millis(700 + (kills * 577) % 1900);
-        std::thread::sleep(delay);
-        if kills < 8 {
-            controller.kill().unwrap();
-            let _ = controller.wait();
-            kills += 1;
-        } else {
-            world
-                .wait_condition("resumable", "Complete", Duration::from_secs(90))
-                .await;
-            stop(controller);
-            break;
-        }
-    }
-    assert!(kills >= 5, "killed {kills} times");
-    let mut tokens: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for call in world.emu.calls_of("RunTask") {
-        tokens
-            .entry(call["startedBy"].as_str().unwrap().to_owned())
-            .or_default()
-            .push(call["clientToken"].as_str().unwrap().to_owned());
-    }
-    assert_eq!(tokens.len(), 4, "{tokens:?}");
-    assert!(
-        tokens.values().all(|t| t.iter().all(|x| x == &t[0])),
-        "{tokens:?}"
-    );
-    assert_eq!(
-        world.emu.task_arns("etl").await.len(),
-        4,
-        "exactly one task per step"
-    );
-    println!(
-        "controller test: {kills} SIGKILLs, 4 steps, {} RunTask calls",
-        world.emu.calls_of("RunTask").len()
-    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -260,10 +260,11 @@ async fn reconcile(
     guard: Arc<DeserializeGuard<Sequence>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    // `sequence`, not `name`: a JSON log line already uses `name` for the span's own name.
     let span = tracing::info_span!(
         "reconcile",
         namespace = guard.namespace().unwrap_or_default(),
-        name = guard.name_any()
+        sequence = guard.name_any()
     );
     let started = Instant::now();
     ctx.metrics.reconciles.inc();

@@ -94,7 +94,7 @@ impl KubeStore {
             .and_then(|i| run.steps.get(i))
             .filter(|s| s.phase == StepPhase::Running)
             .map(|s| s.name.clone());
-        let spec_changed = self.spec_changed.as_deref().filter(|_| !run.is_finished());
+        let spec_changed = self.spec_changed.as_deref();
         let ctx = conditions::Context {
             generation: self.object.meta().generation,
             suspended: self.object.spec.suspend,
@@ -130,5 +130,121 @@ impl StatusStore for KubeStore {
     async fn save(&mut self, run: &RunStatus) -> Result<(), Error> {
         let status = self.status_for(run);
         self.write(status).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The exact requests a status write makes (tower-test stands in for the API server).
+    use http::{Method, Request, Response};
+    use kube::client::Body;
+    use serde_json::json;
+
+    use super::*;
+    use crate::plan::Plan;
+    use crate::sequence::SequenceSpec;
+
+    fn sequence() -> Sequence {
+        let mut seq = Sequence::new(
+            "nightly",
+            SequenceSpec {
+                steps: vec![],
+                source: None,
+                poll_interval_seconds: None,
+                active_deadline_seconds: None,
+                suspend: false,
+                region: None,
+            },
+        );
+        seq.metadata.namespace = Some("etl".into());
+        seq.metadata.resource_version = Some("42".into());
+        seq.metadata.generation = Some(3);
+        seq.metadata.uid = Some("0b5c8a52-0000-4000-8000-000000000001".into());
+        seq
+    }
+
+    async fn answer(
+        handle: &mut tower_test::mock::Handle<Request<Body>, Response<Body>>,
+        code: u16,
+        body: serde_json::Value,
+    ) -> (Request<Body>, serde_json::Value) {
+        let (request, send) = handle.next_request().await.expect("a request");
+        let (parts, body_in) = request.into_parts();
+        let bytes = body_in.collect_bytes().await.expect("body");
+        let sent: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON body");
+        send.send_response(
+            Response::builder()
+                .status(code)
+                .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                .unwrap(),
+        );
+        (Request::from_parts(parts, Body::empty()), sent)
+    }
+
+    #[tokio::test]
+    async fn a_status_write_is_a_put_to_the_status_subresource_carrying_the_read_version() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(service, "default");
+        let mut store = KubeStore::new(Api::namespaced(client, "etl"), &sequence());
+        let run = RunStatus::new("run-1".into(), &Plan::new(vec![]));
+        let server = tokio::spawn(async move {
+            let conflict = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "reason": "Conflict", "code": 409,
+                "message": "Operation cannot be fulfilled: the object has been modified"});
+            answer(&mut handle, 409, conflict).await
+        });
+        let result = store.save(&run).await;
+        let (request, sent) = server.await.unwrap();
+        assert_eq!(request.method(), Method::PUT);
+        assert_eq!(
+            request.uri().path(),
+            "/apis/sequencer.dev/v1alpha1/namespaces/etl/sequences/nightly/status"
+        );
+        let query: Vec<&str> = request
+            .uri()
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .collect();
+        assert_eq!(query, vec!["fieldManager=sequencer-controller"]);
+        assert_eq!(sent["metadata"]["resourceVersion"], "42", "{sent}");
+        assert_eq!(sent["status"]["observedGeneration"], 3);
+        assert_eq!(sent["status"]["progress"], "0/0");
+        assert!(sent["metadata"].get("managedFields").is_none());
+        assert!(
+            matches!(result, Err(Error::Conflict)),
+            "a 409 is a Conflict: {result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn after_a_write_the_next_one_carries_the_version_the_server_returned() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(service, "default");
+        let mut store = KubeStore::new(Api::namespaced(client, "etl"), &sequence());
+        let run = RunStatus::new("run-1".into(), &Plan::new(vec![]));
+        let server = tokio::spawn(async move {
+            let mut stored = serde_json::to_value(sequence()).unwrap();
+            stored["metadata"]["resourceVersion"] = json!("43");
+            let (_, first) = answer(&mut handle, 200, stored).await;
+            let (_, second) = answer(&mut handle, 200, json!({})).await;
+            (first, second)
+        });
+        store.save(&run).await.expect("first write");
+        let _ = store.refuse("InvalidSpec", "spec.steps[0]: bad").await;
+        let (first, second) = server.await.unwrap();
+        assert_eq!(first["metadata"]["resourceVersion"], "42");
+        assert_eq!(second["metadata"]["resourceVersion"], "43");
+        assert_eq!(second["status"]["phase"], "Failed");
+        let failed = second["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Failed")
+            .cloned()
+            .unwrap();
+        assert_eq!(failed["reason"], "InvalidSpec");
+        assert_eq!(failed["message"], "spec.steps[0]: bad");
     }
 }

@@ -1,0 +1,265 @@
+//! A kube-apiserver + etcd, the AWS emulator and `sequencer controller` processes for the
+//! controller tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use sequencer::sequence::Sequence;
+use serde_json::{Value, json};
+
+use super::Emulator;
+use super::apiserver::KubeServer;
+
+pub struct World {
+    pub emu: Emulator,
+    pub server: KubeServer,
+    pub client: ::kube::Client,
+    pub logs: tempfile::TempDir,
+}
+
+impl World {
+    pub async fn start() -> World {
+        let emu = Emulator::start();
+        emu.cluster("etl").await;
+        emu.task_definition(
+            "quick",
+            &["app"],
+            &[("SEQ_EMU_SECONDS", "1"), ("SEQ_EMU_EXIT_CODE", "0")],
+        )
+        .await;
+        emu.task_definition(
+            "bad",
+            &["app"],
+            &[("SEQ_EMU_SECONDS", "1"), ("SEQ_EMU_EXIT_CODE", "3")],
+        )
+        .await;
+        emu.task_definition("slow", &["app"], &[("SEQ_EMU_SECONDS", "600")])
+            .await;
+        emu.task_definition("steady", &["app"], &[("SEQ_EMU_SECONDS", "3")])
+            .await;
+        let server = KubeServer::start();
+        let client = server.client().await;
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        crds.patch(
+            "sequences.sequencer.dev",
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&sequencer::sequence::crd()),
+        )
+        .await
+        .expect("CRD");
+        for _ in 0..100 {
+            let crd = crds.get("sequences.sequencer.dev").await.unwrap();
+            if crd
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        World {
+            emu,
+            server,
+            client,
+            logs: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// A controller with JSON logs and its HTTP endpoints on a free port.
+    pub fn controller(&self) -> Child {
+        self.controller_with(&[]).0
+    }
+
+    /// A controller with extra flags; returns it and the file it logs to (JSON lines).
+    pub fn controller_with(&self, args: &[&str]) -> (Child, PathBuf) {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = self.logs.path().join(format!(
+            "controller-{}.log",
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let log = std::fs::File::create(&path).unwrap();
+        let child = self
+            .emu
+            .sequencer()
+            .args([
+                "controller",
+                "--http-address",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+            ])
+            .args(args)
+            .env("KUBECONFIG", &self.server.kubeconfig)
+            .env("RUST_LOG", "sequencer=debug,warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start the controller");
+        (child, path)
+    }
+
+    pub fn sequences(&self) -> Api<Sequence> {
+        Api::namespaced(self.client.clone(), "default")
+    }
+
+    pub async fn create(&self, name: &str, steps: Value) {
+        let object = json!({"apiVersion": "sequencer.dev/v1alpha1", "kind": "Sequence", "metadata": {"name": name},
+                            "spec": {"steps": steps, "pollIntervalSeconds": 1}});
+        self.sequences()
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(object).unwrap(),
+            )
+            .await
+            .expect("create");
+    }
+
+    /// Waits until condition `type_` of `name` is True; returns the Sequence.
+    pub async fn wait_condition(&self, name: &str, type_: &str, limit: Duration) -> Sequence {
+        let start = Instant::now();
+        loop {
+            let seq = self.sequences().get(name).await.expect("get");
+            let hit = seq.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == type_ && c.status == "True")
+            });
+            if hit {
+                return seq;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{name} never became {type_}: {:#?}",
+                seq.status
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// The condition of `type_`, which the controller always writes.
+pub fn condition_of(
+    status: &sequencer::sequence::SequenceStatus,
+    type_: &str,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    let found = status.conditions.iter().find(|c| c.type_ == type_);
+    found
+        .cloned()
+        .unwrap_or_else(|| panic!("no {type_} condition in {status:?}"))
+}
+
+impl World {
+    /// Every task ECS holds in cluster `etl` (running and stopped): ARN → startedBy.
+    pub async fn task_owners(&self) -> std::collections::BTreeMap<String, String> {
+        let ecs = self.emu.ecs().await;
+        let arns = self.emu.task_arns("etl").await;
+        let mut owners = std::collections::BTreeMap::new();
+        for chunk in arns.chunks(100) {
+            let out = ecs
+                .describe_tasks()
+                .cluster("etl")
+                .set_tasks(Some(chunk.to_vec()))
+                .send()
+                .await
+                .expect("describe tasks");
+            for task in out.tasks() {
+                owners.insert(
+                    task.task_arn().unwrap_or_default().to_owned(),
+                    task.started_by().unwrap_or_default().to_owned(),
+                );
+            }
+        }
+        owners
+    }
+
+    /// How many tasks ECS holds for each startedBy.
+    pub async fn tasks_by_started_by(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for started_by in self.task_owners().await.into_values() {
+            *counts.entry(started_by).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+pub fn step(name: &str, family: &str) -> Value {
+    json!({"name": name, "type": "ecs_task", "parameters": {"cluster": "etl", "taskDefinition": format!("{family}:1"), "launchType": "FARGATE"}})
+}
+
+/// Stops a controller the way Kubernetes does (SIGTERM) and waits for it.
+pub fn stop(mut child: Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+/// The controller's log lines (JSON objects) so far.
+pub fn log_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The address the controller serves /metrics on, from its log.
+pub fn http_address(path: &Path) -> String {
+    let start = Instant::now();
+    loop {
+        if let Some(address) = log_lines(path)
+            .iter()
+            .find_map(|l| l["address"].as_str().map(str::to_owned))
+        {
+            return address;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the controller never said where it serves"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A plain HTTP/1.1 GET on 127.0.0.1: (status code, body).
+pub fn http_get(address: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// The value of one sample in a Prometheus text exposition (0 when absent).
+pub fn metric(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(sample)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
