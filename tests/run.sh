@@ -9,6 +9,9 @@ SEQUENCER_EMULATOR_PYTHON="$(tests/emulator/install.sh | tail -n 1)"
 export SEQUENCER_EMULATOR_PYTHON
 # A real kube-apiserver + etcd for the CRD tests, built once from Debian's source (cached).
 tests/kube/install.sh >/dev/null
+# The Helm library (helm-python-sdk, pinned) for the chart tests.
+SEQUENCER_HELM_PYTHON="$(tests/chart/install.sh | tail -n 1)"
+export SEQUENCER_HELM_PYTHON
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 

@@ -1,0 +1,55 @@
+{{/* The chart's name. */}}
+{{- define "sequencer.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The release's base name: the release name, with the chart's name added unless it holds it. */}}
+{{- define "sequencer.fullname" -}}
+{{- if contains .Chart.Name .Release.Name }}
+{{- .Release.Name | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 52 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "sequencer.controllerName" -}}
+{{- printf "%s-controller" (include "sequencer.fullname" .) }}
+{{- end }}
+
+{{- define "sequencer.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "sequencer.controllerName" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "sequencer.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "sequencer.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: controller
+{{- end }}
+
+{{- define "sequencer.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "sequencer.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: sequencer
+{{- end }}
+
+{{/* The rules on Sequences, ConfigMaps and Events, for a ClusterRole or a namespaced Role. */}}
+{{- define "sequencer.rules" -}}
+- apiGroups: [sequencer.dev]
+  resources: [sequences]
+  verbs: [get, list, watch, patch, update]
+- apiGroups: [sequencer.dev]
+  resources: [sequences/status]
+  verbs: [get, update, patch]
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- end }}
