@@ -94,6 +94,9 @@ async fn sequences_complete_or_fail_and_deletion_stops_the_running_task() {
     let done = world
         .wait_condition("nightly", "Complete", Duration::from_secs(90))
         .await;
+    // Argo CD's view of the real object (deploy/argocd/health.lua).
+    let (health, _) = support::argocd::health(&serde_json::to_value(&done).unwrap());
+    assert_eq!(health, "Healthy");
     let status = done.status.unwrap();
     assert_eq!(status.phase.as_deref(), Some("Succeeded"));
     assert_eq!(status.progress.as_deref(), Some("3/3"));
@@ -140,6 +143,9 @@ async fn sequences_complete_or_fail_and_deletion_stops_the_running_task() {
     let failed = world
         .wait_condition("broken", "Failed", Duration::from_secs(90))
         .await;
+    let (health, message) = support::argocd::health(&serde_json::to_value(&failed).unwrap());
+    assert_eq!(health, "Degraded");
+    assert!(message.contains("container app exited with 3"), "{message}");
     let status = failed.status.unwrap();
     let condition = condition_of(&status, "Failed");
     assert_eq!(condition.reason, "EssentialContainerExited");
@@ -203,9 +209,11 @@ async fn suspend_holds_the_run_and_the_run_deadline_stops_it() {
         )
         .await
         .unwrap();
-    world
+    let held = world
         .wait_condition("held", "Suspended", Duration::from_secs(60))
         .await;
+    let (health, _) = support::argocd::health(&serde_json::to_value(&held).unwrap());
+    assert_eq!(health, "Suspended");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
         world.emu.calls_of("RunTask").is_empty(),

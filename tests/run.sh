@@ -12,6 +12,8 @@ tests/kube/install.sh >/dev/null
 # The Helm library (helm-python-sdk, pinned) for the chart tests.
 SEQUENCER_HELM_PYTHON="$(tests/chart/install.sh | tail -n 1)"
 export SEQUENCER_HELM_PYTHON
+# Lua 5.1, which Argo CD runs health checks with.
+tests/argocd/install.sh >/dev/null
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod apiserver;
+pub mod argocd;
 pub mod world;
 
 use std::io::{BufRead, BufReader, Read, Write};
