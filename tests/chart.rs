@@ -307,6 +307,28 @@ async fn every_rendered_manifest_is_accepted_by_the_api_server() {
     find(&custom, "PodDisruptionBudget", "sequencer-controller");
     find(&custom, "ServiceMonitor", "sequencer");
 
+    // The binary accepts the flags the chart gives it: it gets as far as looking for Kubernetes.
+    for objects in [&defaults, &custom] {
+        let container = &find(objects, "Deployment", "sequencer-controller")["spec"]["template"]["spec"]
+            ["containers"][0];
+        let args: Vec<&str> = container["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        let out = world
+            .emu
+            .sequencer()
+            .args(&args)
+            .env("KUBECONFIG", "/nonexistent/kubeconfig")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {stderr}");
+        assert!(stderr.contains("cannot reach Kubernetes"), "{stderr}");
+    }
+
     for (label, objects) in [("default values", &defaults), ("custom values", &custom)] {
         for object in objects {
             let mut object = object.clone();
