@@ -79,6 +79,10 @@ struct ControllerArgs {
     /// Default AWS region for Sequences that name none.
     #[arg(long, env = "AWS_REGION")]
     region: Option<String>,
+    /// Seconds between two looks at a running task, for Sequences without pollIntervalSeconds.
+    #[arg(long, value_name = "SECONDS", env = "SEQUENCER_POLL_INTERVAL", default_value_t = DEFAULT_POLL_INTERVAL_SECONDS,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    poll_interval: u64,
     /// Address for /healthz, /readyz and /metrics.
     #[arg(long, env = "SEQUENCER_HTTP_ADDRESS", default_value = "0.0.0.0:8080")]
     http_address: std::net::SocketAddr,
@@ -395,6 +399,7 @@ async fn controller(args: ControllerArgs) -> Exit {
         namespace: args.namespace,
         http_address: args.http_address,
         leader_election,
+        default_poll_interval_seconds: args.poll_interval,
     };
     match crate::controller::run(
         client,

@@ -37,7 +37,7 @@ pub struct SequenceSpec {
     /// Where to read a batch file in the seed's format. Give either `steps` or `source`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<SequenceSource>,
-    /// Seconds between two looks at running tasks (default 5).
+    /// Seconds between two looks at running tasks (default: the controller's `--poll-interval`, 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 3600))]
     pub poll_interval_seconds: Option<u64>,

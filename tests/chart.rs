@@ -201,6 +201,8 @@ fn deploy_is_the_charts_output_for_its_default_values() {
 fn the_values_schema_and_the_chart_refuse_what_cannot_work() {
     let error = render(json!({"replicaCount": 0})).unwrap_err();
     assert!(error.contains("replicaCount"), "{error}");
+    let error = render(json!({"controller": {"pollIntervalSeconds": 0}})).unwrap_err();
+    assert!(error.contains("pollIntervalSeconds"), "{error}");
     let error = render(json!({"controller": {"logFormat": "xml"}})).unwrap_err();
     assert!(error.contains("logFormat"), "{error}");
     let error = render(json!({"controller": {"watchNamspace": "typo"}})).unwrap_err();
@@ -271,7 +273,7 @@ async fn every_rendered_manifest_is_accepted_by_the_api_server() {
         "replicaCount": 2,
         "image": {"repository": "registry.example/sequencer", "tag": "1.2.3"},
         "imagePullSecrets": [{"name": "pull"}],
-        "controller": {"watchNamespace": "team-a", "region": "eu-west-1", "logFormat": "plain", "logLevel": "sequencer=debug"},
+        "controller": {"watchNamespace": "team-a", "region": "eu-west-1", "logFormat": "plain", "logLevel": "sequencer=debug", "pollIntervalSeconds": 30},
         "leaderElection": {"enabled": true},
         "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/sequencer"}},
         "extraEnv": [{"name": "AWS_STS_REGIONAL_ENDPOINTS", "value": "regional"}],
@@ -287,6 +289,7 @@ async fn every_rendered_manifest_is_accepted_by_the_api_server() {
         "--region=eu-west-1",
         "--leader-election",
         "--log-format=plain",
+        "--poll-interval=30",
     ] {
         assert!(
             args.as_array().unwrap().iter().any(|a| a == wanted),

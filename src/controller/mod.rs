@@ -64,6 +64,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub poller: Arc<Poller>,
     pub metrics: Arc<Metrics>,
+    /// For Sequences without `spec.pollIntervalSeconds`.
+    pub default_poll_interval_seconds: u64,
 }
 
 /// How the controller runs (from `sequencer controller`'s flags).
@@ -74,6 +76,8 @@ pub struct Settings {
     pub http_address: SocketAddr,
     /// Lead through this Lease; `None` runs without leader election (one replica).
     pub leader_election: Option<LeaseConfig>,
+    /// Seconds between two looks at a task, for Sequences without `spec.pollIntervalSeconds`.
+    pub default_poll_interval_seconds: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -172,6 +176,7 @@ pub async fn run(client: Client, aws: Arc<AwsClients>, settings: Settings) -> Re
         recorder,
         poller,
         metrics: metrics.clone(),
+        default_poll_interval_seconds: settings.default_poll_interval_seconds,
     });
     let controller = Controller::new(sequences, watcher::Config::default().any_semantic());
     let store = controller.store();
@@ -364,7 +369,14 @@ async fn apply(
         .or_else(|| seq.spec.region.clone());
     let clients = ctx.aws.region(region.as_deref());
     let mut store = KubeStore::new(api.clone(), seq);
-    let resolved = match resolve(seq, &clients, &ctx.client).await {
+    let resolved = match resolve(
+        seq,
+        &clients,
+        &ctx.client,
+        ctx.default_poll_interval_seconds,
+    )
+    .await
+    {
         Ok(resolved) => resolved,
         Err(refusal) => {
             tracing::warn!(reason = refusal.reason, message = %refusal.message, "refusing the Sequence");

@@ -43,6 +43,7 @@ pub async fn resolve(
     seq: &Sequence,
     clients: &RegionClients,
     client: &kube::Client,
+    default_poll_interval_seconds: u64,
 ) -> Result<Resolved, Refusal> {
     let status = seq.status.as_ref();
     let digest = spec_digest(&seq.spec);
@@ -84,9 +85,10 @@ pub async fn resolve(
         }
     };
     let mut plan = Plan::new(steps);
-    if let Some(seconds) = seq.spec.poll_interval_seconds {
-        plan.poll_interval_seconds = seconds;
-    }
+    plan.poll_interval_seconds = seq
+        .spec
+        .poll_interval_seconds
+        .unwrap_or(default_poll_interval_seconds);
     plan.suspended = seq.spec.suspend;
     plan.active_deadline_seconds = seq.spec.active_deadline_seconds;
     Ok(Resolved {
