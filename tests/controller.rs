@@ -80,6 +80,9 @@ async fn sequences_complete_or_fail_and_deletion_stops_the_running_task() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    assert_status_written_by_the_controller_only(
+        &serde_json::to_value(raw.get("undecodable").await.unwrap()).unwrap(),
+    );
 
     world
         .create(
@@ -94,6 +97,7 @@ async fn sequences_complete_or_fail_and_deletion_stops_the_running_task() {
     let done = world
         .wait_condition("nightly", "Complete", Duration::from_secs(90))
         .await;
+    assert_status_written_by_the_controller_only(&serde_json::to_value(&done).unwrap());
     // Argo CD's view of the real object (deploy/argocd/health.lua).
     let (health, _) = support::argocd::health(&serde_json::to_value(&done).unwrap());
     assert_eq!(health, "Healthy");
@@ -356,4 +360,23 @@ async fn suspend_holds_the_run_and_the_run_deadline_stops_it() {
         "two steps each from the ConfigMap and S3, nothing for the refused ones"
     );
     stop(controller);
+}
+
+/// Every managed-fields entry that owns part of `.status` belongs to the controller's one field
+/// manager.
+fn assert_status_written_by_the_controller_only(object: &Value) {
+    let entries = object["metadata"]["managedFields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let status_managers: Vec<&str> = entries
+        .iter()
+        .filter(|e| e["fieldsV1"].get("f:status").is_some())
+        .filter_map(|e| e["manager"].as_str())
+        .collect();
+    assert!(!status_managers.is_empty(), "{entries:?}");
+    assert!(
+        status_managers.iter().all(|m| *m == "sequencer-controller"),
+        "{status_managers:?}"
+    );
 }

@@ -155,7 +155,12 @@ async fn refuse_undecodable(invalid: &InvalidObject, ctx: &Context) -> Result<Ac
         return Ok(Action::await_change());
     }
     let patch = serde_json::json!({"status": {"phase": "Failed", "observedGeneration": meta.generation, "conditions": wanted}});
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+    // The same field manager as every other status write.
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    api.patch_status(&name, &params, &Patch::Merge(&patch))
         .await?;
     let reference = ObjectReference {
         api_version: Some(resource.api_version.clone()),
