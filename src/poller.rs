@@ -97,6 +97,9 @@ impl Describer for AwsClients {
 
 pub struct Poller {
     clusters: Mutex<HashMap<ClusterKey, HashMap<String, Watched>>>,
+    /// Clusters whose last DescribeTasks failed: how many times in a row, and the round before
+    /// which they are left alone (exponential backoff with jitter; a failure never fails a step).
+    backoff: Mutex<HashMap<ClusterKey, (u32, u64)>>,
     wake: mpsc::UnboundedSender<Owner>,
     metrics: Arc<Metrics>,
     started: Instant,
@@ -108,6 +111,7 @@ impl Poller {
         let (wake, woken) = mpsc::unbounded_channel();
         let poller = Poller {
             clusters: Mutex::new(HashMap::new()),
+            backoff: Mutex::new(HashMap::new()),
             wake,
             metrics,
             started: Instant::now(),
@@ -179,6 +183,14 @@ impl Poller {
     /// wake the Sequences concerned.
     pub async fn round<D: Describer>(&self, describer: &D) {
         let now = self.round_now();
+        let resting: Vec<ClusterKey> = self
+            .backoff
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(_, (_, not_before))| *not_before > now)
+            .map(|(key, _)| key.clone())
+            .collect();
         let due: Vec<(ClusterKey, Vec<String>)> = {
             let mut clusters = self.lock();
             for watched in clusters.values_mut() {
@@ -196,7 +208,7 @@ impl Poller {
                     arns.sort();
                     (key.clone(), arns)
                 })
-                .filter(|(_, arns)| !arns.is_empty())
+                .filter(|(key, arns)| !arns.is_empty() && !resting.contains(key))
                 .collect()
         };
         for (key, arns) in due {
@@ -204,10 +216,18 @@ impl Poller {
                 let result = describer.describe(&key, chunk).await;
                 self.metrics.ecs_call("DescribeTasks", &result);
                 match result {
-                    Ok(response) => self.record(&key, chunk, response, now),
+                    Ok(response) => {
+                        self.backoff
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .remove(&key);
+                        self.record(&key, chunk, response, now);
+                    }
                     Err(e) => {
-                        tracing::warn!(region = %key.region, cluster = ?key.cluster, error = %e, "shared poll failed; trying again next interval");
+                        let rest = self.back_off(&key, now);
+                        tracing::warn!(region = %key.region, cluster = ?key.cluster, error = %e, retry_in_seconds = rest, "shared poll failed; backing off");
                         self.postpone(&key, chunk, now);
+                        break;
                     }
                 }
             }
@@ -260,6 +280,20 @@ impl Poller {
             // The receiver is gone only while the controller shuts down.
             let _ = self.wake.send(owner);
         }
+    }
+
+    /// Records a failed call for `key`; returns the seconds it now rests (1 s doubling to 60 s,
+    /// jittered into its upper half so that many controllers do not retry in step).
+    fn back_off(&self, key: &ClusterKey, now: u64) -> u64 {
+        let mut backoff = self.backoff.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = backoff.entry(key.clone()).or_insert((0, now));
+        entry.0 = entry.0.saturating_add(1);
+        let seed = format!("{}/{:?}/{}/{now}", key.region, key.cluster, entry.0);
+        let rest = crate::backoff::api_error_delay(entry.0, &seed)
+            .as_secs_f64()
+            .ceil() as u64;
+        entry.1 = now + rest.max(1);
+        rest.max(1)
     }
 
     fn postpone(&self, key: &ClusterKey, asked: &[String], now: u64) {
@@ -456,6 +490,98 @@ mod tests {
         assert!(!watched.contains_key("arn:task/7"));
         assert!(!watched.contains_key("arn:task/8"));
         assert_eq!(watched.len(), 148);
+    }
+
+    /// Fails every call while `failing` is set.
+    struct Flaky {
+        inner: FakeEcs,
+        failing: std::sync::atomic::AtomicBool,
+    }
+
+    impl Describer for Flaky {
+        async fn describe(
+            &self,
+            key: &ClusterKey,
+            arns: &[String],
+        ) -> Result<DescribeResponse, ApiError> {
+            if self.failing.load(std::sync::atomic::Ordering::Relaxed) {
+                self.inner
+                    .calls
+                    .lock()
+                    .unwrap()
+                    .push((key.clone(), arns.len()));
+                return Err(ApiError {
+                    transient: true,
+                    code: "ThrottlingException".into(),
+                    message: "Rate exceeded".into(),
+                });
+            }
+            self.inner.describe(key, arns).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_cluster_is_backed_off_and_nobody_is_woken_by_the_failure() {
+        let metrics = Arc::new(Metrics::new());
+        let (poller, mut woken) = Poller::new(metrics.clone());
+        let ecs = Flaky {
+            inner: FakeEcs::default(),
+            failing: true.into(),
+        };
+        ecs.inner.set("arn:x", "RUNNING");
+        poller.answer(&owner("x"), &key(), 1, &["arn:x".into()]);
+        poller.round(&ecs).await;
+        assert_eq!(ecs.inner.calls.lock().unwrap().len(), 1);
+        assert!(drain(&mut woken).is_empty());
+        let (failures, not_before) = *poller.backoff.lock().unwrap().get(&key()).unwrap();
+        assert_eq!(failures, 1);
+        assert!(not_before > poller.round_now());
+        // While the cluster rests, even a newly registered (so at once due) task is not asked for.
+        let now = poller.round_now();
+        poller.backoff.lock().unwrap().insert(key(), (1, now + 100));
+        poller.answer(&owner("y"), &key(), 1, &["arn:y".into()]);
+        poller.round(&ecs).await;
+        assert_eq!(
+            ecs.inner.calls.lock().unwrap().len(),
+            1,
+            "no call while resting"
+        );
+        // Once the rest is over, a successful call clears the backoff and wakes the Sequences.
+        poller.backoff.lock().unwrap().insert(key(), (1, now));
+        ecs.failing
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        let mut seen = Vec::new();
+        for _ in 0..20 {
+            poller.round(&ecs).await;
+            seen.extend(drain(&mut woken));
+            if seen.len() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        seen.sort();
+        assert_eq!(seen, vec!["x".to_owned(), "y".to_owned()]);
+        assert!(poller.backoff.lock().unwrap().get(&key()).is_none());
+        assert!(
+            metrics
+                .encode()
+                .contains("sequencer_ecs_throttles_total{operation=\"DescribeTasks\"} 1")
+        );
+    }
+
+    #[test]
+    fn rests_grow_from_one_second_to_a_minute() {
+        let (poller, _woken) = Poller::new(Arc::new(Metrics::new()));
+        let rests: Vec<u64> = (0..10).map(|_| poller.back_off(&key(), 0)).collect();
+        for (n, rest) in rests.iter().enumerate() {
+            let full = (1u64 << n.min(6)).min(60);
+            assert!(
+                *rest >= (full / 2).max(1) && *rest <= full,
+                "failure {}: {rest} s",
+                n + 1
+            );
+        }
+        assert!(rests[9] >= 30);
     }
 
     #[tokio::test]
