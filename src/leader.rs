@@ -85,13 +85,20 @@ impl LeaderElector {
         let mut last_renewed = Instant::now();
         loop {
             tokio::time::sleep(self.config.retry_period).await;
-            match self.try_acquire_or_renew().await {
-                Ok(true) => last_renewed = Instant::now(),
-                Ok(false) => {
+            // A hanging request must not outlive the renew deadline.
+            let left = self
+                .config
+                .renew_deadline
+                .saturating_sub(last_renewed.elapsed())
+                .max(Duration::from_millis(100));
+            match tokio::time::timeout(left, self.try_acquire_or_renew()).await {
+                Ok(Ok(true)) => last_renewed = Instant::now(),
+                Ok(Ok(false)) => {
                     tracing::error!("leader election: another replica holds the Lease");
                     return;
                 }
-                Err(e) => tracing::warn!(error = %e, "leader election: renewal failed"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "leader election: renewal failed"),
+                Err(_) => tracing::warn!("leader election: renewal timed out"),
             }
             if last_renewed.elapsed() >= self.config.renew_deadline {
                 tracing::error!(
@@ -255,6 +262,27 @@ mod tests {
         assert_eq!(sent["spec"]["holderIdentity"], "me");
         assert_eq!(sent["spec"]["leaseTransitions"], 5);
         assert_eq!(sent["spec"]["leaseDurationSeconds"], 15);
+    }
+
+    #[tokio::test]
+    async fn a_leader_stops_leading_when_it_cannot_renew_in_time() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(service, "default");
+        let mut config = LeaseConfig::new("ops".into(), "sequencer-controller".into(), "me".into());
+        config.retry_period = Duration::from_millis(20);
+        config.renew_deadline = Duration::from_millis(300);
+        let mut elector = LeaderElector::new(client, config);
+        // The API server takes the request and never answers.
+        let server = tokio::spawn(async move {
+            let (_request, _send) = handle.next_request().await.expect("a renewal");
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
+        let started = Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), elector.keep())
+            .await
+            .expect("keep() gave up leading");
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        server.abort();
     }
 
     #[tokio::test]
