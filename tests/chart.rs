@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -459,23 +458,7 @@ async fn the_controller_runs_a_sequence_with_only_the_deploy_rbac() {
     world
         .wait_condition("rbac", "Complete", Duration::from_secs(90))
         .await;
-    let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(client.clone(), "default");
-    let reasons: BTreeMap<String, usize> = events
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .filter_map(|e| e.reason.clone())
-        .fold(BTreeMap::new(), |mut m, r| {
-            *m.entry(r).or_insert(0) += 1;
-            m
-        });
-    assert!(
-        reasons.contains_key("Completed"),
-        "events were published: {reasons:?}"
-    );
+    world.wait_events(&["Completed"]).await;
     let forbidden: Vec<Value> = log_lines(&log)
         .into_iter()
         .filter(|l| l.to_string().contains("forbidden"))

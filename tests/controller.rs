@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use sequencer::sequence::Sequence;
 use serde_json::{Value, json};
 use support::world::*;
@@ -117,22 +117,9 @@ async fn sequences_complete_or_fail_and_deletion_stops_the_running_task() {
     let failed = condition_of(&status, "Failed");
     assert_eq!(failed.status, "False");
     assert_eq!(world.emu.calls_of("RunTask").len(), 3);
-    let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(world.client.clone(), "default");
-    let reasons: Vec<String> = events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .filter_map(|e| e.reason.clone())
-        .collect();
-    for wanted in ["StepStarted", "StepSucceeded", "Completed", "InvalidSpec"] {
-        assert!(
-            reasons.iter().any(|r| r == wanted),
-            "no {wanted} event in {reasons:?}"
-        );
-    }
+    world
+        .wait_events(&["StepStarted", "StepSucceeded", "Completed", "InvalidSpec"])
+        .await;
 
     world
         .create(

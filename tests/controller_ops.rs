@@ -522,23 +522,64 @@ async fn conflicting_writes_and_a_spec_edit_mid_run_change_nothing_that_was_deci
         metric(&text, "sequencer_reconcile_errors_total{kind=\"conflict\"}") >= 1.0,
         "the writes really conflicted: {text}"
     );
-    let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(world.client.clone(), "default");
-    let reasons: Vec<String> = events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .filter_map(|e| e.reason.clone())
-        .collect();
+    let counts = world.wait_events(&["SpecChangedDuringRun"]).await;
     assert_eq!(
-        reasons
-            .iter()
-            .filter(|r| *r == "SpecChangedDuringRun")
-            .count(),
-        1,
-        "{reasons:?}"
+        counts["SpecChangedDuringRun"], 1,
+        "reported once: {counts:?}"
     );
     stop(controller);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_graceful_shutdown_leaves_the_running_task_alone_and_the_next_controller_finishes() {
+    let world = World::start().await;
+    let (mut controller, log) = world.controller_with(&[]);
+    world
+        .create(
+            "steady",
+            json!([step("s1", "steady"), step("s2", "steady")]),
+        )
+        .await;
+    world
+        .wait_condition("steady", "Running", Duration::from_secs(60))
+        .await;
+    // Running, and its task's ARN recorded (the launch confirmed).
+    let start = Instant::now();
+    let arns = loop {
+        let seq = world.sequences().get("steady").await.unwrap();
+        let arns = recorded_arns(&seq);
+        if !arns.is_empty() {
+            break arns;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            seq.status
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(arns.len(), 1);
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &controller.id().to_string()])
+        .status();
+    let exit = controller.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert!(log_lines(&log).iter().any(|l| l["message"] == "stopped"));
+    assert!(
+        world.emu.calls_of("StopTask").is_empty(),
+        "a shutdown does not stop ECS tasks"
+    );
+    let after = world.sequences().get("steady").await.unwrap();
+    assert_eq!(
+        recorded_arns(&after),
+        arns,
+        "the status still holds the running task"
+    );
+
+    let next = world.controller();
+    world
+        .wait_condition("steady", "Complete", Duration::from_secs(90))
+        .await;
+    stop(next);
+    assert_eq!(assert_launched_once(&world).await.len(), 2);
 }

@@ -189,6 +189,43 @@ impl World {
     }
 }
 
+impl World {
+    /// How many times each Event reason was reported in `default` (a repeated Event is one
+    /// object with a series count).
+    pub async fn event_counts(&self) -> std::collections::BTreeMap<String, i32> {
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), "default");
+        let mut counts = std::collections::BTreeMap::new();
+        for event in events
+            .list(&Default::default())
+            .await
+            .expect("events")
+            .items
+        {
+            let times = event.series.as_ref().map_or(1, |s| s.count);
+            *counts.entry(event.reason.unwrap_or_default()).or_insert(0) += times;
+        }
+        counts
+    }
+
+    /// Waits until an Event with each of `reasons` exists (Events follow the status write that
+    /// a test usually waits for); returns the counts.
+    pub async fn wait_events(&self, reasons: &[&str]) -> std::collections::BTreeMap<String, i32> {
+        let start = Instant::now();
+        loop {
+            let counts = self.event_counts().await;
+            if reasons.iter().all(|r| counts.contains_key(*r)) {
+                return counts;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no event for some of {reasons:?}: {counts:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
 pub fn step(name: &str, family: &str) -> Value {
     json!({"name": name, "type": "ecs_task", "parameters": {"cluster": "etl", "taskDefinition": format!("{family}:1"), "launchType": "FARGATE"}})
 }
