@@ -221,10 +221,7 @@ async fn sigkilled_at_random_instants_every_step_of_every_sequence_is_launched_o
 #[tokio::test(flavor = "multi_thread")]
 async fn one_shared_poll_serves_many_sequences_and_operators_see_it() {
     let world = World::start().await;
-    world
-        .emu
-        .task_definition("long", &["app"], &[("SEQ_EMU_SECONDS", "12")])
-        .await;
+    world.emu.task_definition("held", &["app"], &[]).await;
     let (controller, log) = world.controller_with(&[]);
     let address = http_address(&log);
     assert_eq!(http_get(&address, "/healthz").0, 200);
@@ -235,7 +232,7 @@ async fn one_shared_poll_serves_many_sequences_and_operators_see_it() {
     }
     for i in 0..6 {
         world
-            .create(&format!("p{i}"), json!([step("only", "long")]))
+            .create(&format!("p{i}"), json!([step("only", "held")]))
             .await;
     }
     // All six running at once: the poller's gauge sees six tasks.
@@ -250,6 +247,12 @@ async fn one_shared_poll_serves_many_sequences_and_operators_see_it() {
             "never six running tasks: {text}"
         );
         std::thread::sleep(Duration::from_millis(200));
+    }
+    // The tasks run until told to stop: all six are surely running together above.
+    for arn in world.task_owners().await.keys() {
+        world
+            .emu
+            .finish_task(arn, Some(0), "EssentialContainerExited", "done");
     }
     for i in 0..6 {
         world
@@ -376,11 +379,14 @@ async fn two_replicas_under_leader_election_never_both_launch() {
     let (two, two_log) = world.controller_with(&flags("two"));
     assert_eq!(holder(&world).await.as_deref(), Some("one"));
     let standby_address = http_address(&two_log);
-    assert_eq!(
-        http_get(&standby_address, "/readyz").0,
-        200,
-        "a standby is ready"
-    );
+    let start = Instant::now();
+    while http_get(&standby_address, "/readyz").0 != 200 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "a standby is ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(
         metric(
             &http_get(&standby_address, "/metrics").1,
