@@ -275,13 +275,25 @@ async fn suspend_holds_the_run_and_the_run_deadline_stops_it() {
     }
     let s3 = world.emu.s3().await;
     s3.create_bucket().bucket("batches").send().await.unwrap();
-    s3.put_object()
+    s3.put_bucket_versioning()
+        .bucket("batches")
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let put = s3
+        .put_object()
         .bucket("batches")
         .key("nightly.yml")
         .body(batch.as_bytes().to_vec().into())
         .send()
         .await
         .unwrap();
+    let version = put.version_id().expect("a versioned bucket").to_owned();
     let with_source = |name: &str, source: Value| {
         serde_json::from_value::<Sequence>(json!({"apiVersion": "sequencer.dev/v1alpha1", "kind": "Sequence", "metadata": {"name": name},
                                                   "spec": {"pollIntervalSeconds": 1, "source": source}})).unwrap()
@@ -314,6 +326,16 @@ async fn suspend_holds_the_run_and_the_run_deadline_stops_it() {
         let done = world
             .wait_condition(name, "Complete", Duration::from_secs(60))
             .await;
+        // Where the plan came from is recorded with it: the S3 object's version and ETag too.
+        let pinned = done.status.as_ref().unwrap().pinned.clone().unwrap();
+        if name == "from-s3" {
+            assert_eq!(pinned.source, "s3://batches/nightly.yml");
+            assert_eq!(pinned.s3_version_id.as_deref(), Some(version.as_str()));
+            assert!(pinned.s3_etag.is_some(), "{pinned:?}");
+        } else {
+            assert_eq!(pinned.source, "configmap default/batch key nightly.yml");
+            assert_eq!(pinned.s3_version_id, None);
+        }
         assert_eq!(
             done.status
                 .unwrap()

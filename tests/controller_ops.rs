@@ -248,6 +248,21 @@ async fn one_shared_poll_serves_many_sequences_and_operators_see_it() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // ECS throttles DescribeTasks (three answers: all the SDK's tries of one call): the poller
+    // counts it, backs off, and nothing fails.
+    world.emu.inject("DescribeTasks", "throttle", 3, None);
+    let start = Instant::now();
+    while metric(
+        &http_get(&address, "/metrics").1,
+        "sequencer_ecs_throttles_total{operation=\"DescribeTasks\"}",
+    ) < 1.0
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the throttled poll was never counted"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // The tasks run until told to stop: all six are surely running together above.
     for arn in world.task_owners().await.keys() {
         world
