@@ -368,6 +368,19 @@ async fn suspend_holds_the_run_and_the_run_deadline_stops_it() {
         7,
         "two steps each from the ConfigMap and S3, nothing for the refused ones"
     );
+
+    // The missing ConfigMap appears: the source is read again without any edit of the Sequence.
+    let late: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "nope"}, "data": {"nightly.yml": batch}}),
+    )
+    .unwrap();
+    maps.create(&PostParams::default(), &late).await.unwrap();
+    let recovered = world
+        .wait_condition("missing-map", "Complete", Duration::from_secs(90))
+        .await;
+    let failed = condition_of(recovered.status.as_ref().unwrap(), "Failed");
+    assert_eq!(failed.status, "False");
+    assert_eq!(world.emu.calls_of("RunTask").len(), 9);
     stop(controller);
 }
 

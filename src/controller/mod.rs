@@ -54,6 +54,9 @@ pub const FIELD_MANAGER: &str = "sequencer-controller";
 /// timers call for it: a safety net, not the way progress is made.
 const RESYNC: Duration = Duration::from_secs(300);
 
+/// How often a Sequence whose source could not be read tries again.
+const SOURCE_RETRY: Duration = Duration::from_secs(20);
+
 pub struct Context {
     pub client: Client,
     pub aws: Arc<AwsClients>,
@@ -214,16 +217,23 @@ async fn apply(
         Ok(resolved) => resolved,
         Err(refusal) => {
             tracing::warn!(reason = refusal.reason, message = %refusal.message, "refusing the Sequence");
-            store.refuse(refusal.reason, &refusal.message).await?;
-            publish(
-                &ctx.recorder,
-                &reference,
-                EventType::Warning,
-                refusal.reason,
-                &refusal.message,
-            )
-            .await;
-            return Ok(Action::await_change());
+            if store.refuse(refusal.reason, &refusal.message).await? {
+                publish(
+                    &ctx.recorder,
+                    &reference,
+                    EventType::Warning,
+                    refusal.reason,
+                    &refusal.message,
+                )
+                .await;
+            }
+            // A bad spec waits for an edit; a source may appear or become readable by itself
+            // (the ConfigMap is created, the S3 permission granted), so it is read again.
+            return Ok(if refusal.reason == "SourceError" {
+                Action::requeue(SOURCE_RETRY)
+            } else {
+                Action::await_change()
+            });
         }
     };
     let plan = resolved.plan;

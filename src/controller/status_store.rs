@@ -64,7 +64,8 @@ impl KubeStore {
     }
 
     /// Reports why the Sequence cannot run (condition Failed with `reason`); launches nothing.
-    pub async fn refuse(&mut self, reason: &str, message: &str) -> Result<(), Error> {
+    /// Returns whether the status changed (false when it already said so).
+    pub async fn refuse(&mut self, reason: &str, message: &str) -> Result<bool, Error> {
         let previous = self.object.status.clone().unwrap_or_default();
         let run = RunStatus::new(self.object.uid().unwrap_or_default(), &Plan::new(vec![]));
         let ctx = conditions::Context {
@@ -80,9 +81,9 @@ impl KubeStore {
             ..Default::default()
         };
         if self.object.status.as_ref() == Some(&status) {
-            return Ok(());
+            return Ok(false);
         }
-        self.write(status).await
+        self.write(status).await.map(|()| true)
     }
 
     /// The status a run maps to, conditions included.
