@@ -675,12 +675,7 @@ impl Run<'_> {
         if !self.tick {
             return;
         }
-        let arns: Vec<String> = attempt
-            .tasks
-            .iter()
-            .filter(|t| !t.is_finished())
-            .map(|t| t.task_arn.clone())
-            .collect();
+        let arns = attempt.unfinished_task_arns();
         for chunk in arns.chunks(DESCRIBE_BATCH) {
             self.actions.push(Action::Describe {
                 cluster: attempt.cluster.clone(),

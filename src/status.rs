@@ -125,6 +125,17 @@ pub struct Attempt {
     pub failure: Option<Failure>,
 }
 
+impl Attempt {
+    /// The ARNs of its tasks that have not stopped yet: what still needs looking at.
+    pub fn unfinished_task_arns(&self) -> Vec<String> {
+        self.tasks
+            .iter()
+            .filter(|t| !t.is_finished())
+            .map(|t| t.task_arn.clone())
+            .collect()
+    }
+}
+
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }

@@ -17,20 +17,7 @@ use support::repo_root;
 use support::world::*;
 
 fn helm_python() -> String {
-    if let Ok(python) = std::env::var("SEQUENCER_HELM_PYTHON") {
-        return python;
-    }
-    let out = Command::new(repo_root().join("tests/chart/install.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run tests/chart/install.sh");
-    assert!(out.status.success(), "tests/chart/install.sh failed");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .trim()
-        .to_owned()
+    support::installed("SEQUENCER_HELM_PYTHON", "tests/chart/install.sh")
 }
 
 fn helm(args: &[&str], stdin: &Value) -> Value {

@@ -284,12 +284,7 @@ async fn apply(
     }
     // Tasks launched in this reconcile are handed to the poller now, not at the next look.
     for attempt in driven.status.steps.iter().flat_map(|s| &s.attempts) {
-        let arns: Vec<String> = attempt
-            .tasks
-            .iter()
-            .filter(|t| !t.is_finished())
-            .map(|t| t.task_arn.clone())
-            .collect();
+        let arns = attempt.unfinished_task_arns();
         if !arns.is_empty() {
             let key = ClusterKey {
                 region: ecs.clients.region.clone(),

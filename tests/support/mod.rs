@@ -18,22 +18,28 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The emulator's Python: `SEQUENCER_EMULATOR_PYTHON`, else what `tests/emulator/install.sh` installs.
-fn emulator_python() -> String {
-    if let Ok(python) = std::env::var("SEQUENCER_EMULATOR_PYTHON") {
-        return python;
+/// A tool the test scripts install: the path in `variable` (tests/run.sh sets it), else the last
+/// line `script` prints after installing it (cached; quick once done).
+pub fn installed(variable: &str, script: &str) -> String {
+    if let Ok(path) = std::env::var(variable) {
+        return path;
     }
-    let out = Command::new(repo_root().join("tests/emulator/install.sh"))
+    let out = Command::new(repo_root().join(script))
         .stderr(Stdio::inherit())
         .output()
-        .expect("run tests/emulator/install.sh");
-    assert!(out.status.success(), "tests/emulator/install.sh failed");
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
+    assert!(out.status.success(), "{script} failed");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .last()
         .unwrap_or_default()
         .trim()
         .to_owned()
+}
+
+/// The emulator's Python: `SEQUENCER_EMULATOR_PYTHON`, else what `tests/emulator/install.sh` installs.
+fn emulator_python() -> String {
+    installed("SEQUENCER_EMULATOR_PYTHON", "tests/emulator/install.sh")
 }
 
 pub struct Emulator {
