@@ -400,25 +400,10 @@ async fn the_controller_runs_a_sequence_with_only_the_deploy_rbac() {
 
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = service_account_kubeconfig(&world, dir.path()).await;
-    let log = dir.path().join("controller.log");
-    let mut controller = world
-        .emu
-        .sequencer()
-        .args([
-            "controller",
-            "--http-address",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--leader-election",
-            "--lease-namespace",
-            "sequencer-system",
-        ])
-        .env("KUBECONFIG", &kubeconfig)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let (controller, log) = world.controller_as(
+        &kubeconfig,
+        &["--leader-election", "--lease-namespace", "sequencer-system"],
+    );
 
     // A ConfigMap source, so that reading ConfigMaps is exercised too.
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
@@ -460,12 +445,5 @@ async fn the_controller_runs_a_sequence_with_only_the_deploy_rbac() {
             .any(|l| l["message"] == "became the leader"),
         "the Lease RBAC is enough"
     );
-    stop_child(&mut controller);
-}
-
-fn stop_child(child: &mut std::process::Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    stop(controller);
 }

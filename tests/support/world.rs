@@ -79,6 +79,11 @@ impl World {
 
     /// A controller with extra flags; returns it and the file it logs to (JSON lines).
     pub fn controller_with(&self, args: &[&str]) -> (Child, PathBuf) {
+        self.controller_as(&self.server.kubeconfig, args)
+    }
+
+    /// The same, acting with the identity `kubeconfig` holds (e.g. a ServiceAccount's token).
+    pub fn controller_as(&self, kubeconfig: &Path, args: &[&str]) -> (Child, PathBuf) {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let path = self.logs.path().join(format!(
             "controller-{}.log",
@@ -96,7 +101,7 @@ impl World {
                 "json",
             ])
             .args(args)
-            .env("KUBECONFIG", &self.server.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "sequencer=debug,warn")
             .stdout(Stdio::null())
             .stderr(log)
