@@ -7,11 +7,13 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # Dependencies first, so that a change of the sources alone reuses their layer.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src && echo 'fn main() {}' >src/main.rs && touch src/lib.rs \
+COPY core/Cargo.toml ./core/
+RUN mkdir -p src core/src && echo 'fn main() {}' >src/main.rs && touch src/lib.rs core/src/lib.rs \
     && cargo build --release --locked --bin sequencer \
-    && rm -rf src
+    && rm -rf src core/src
+COPY core/src ./core/src
 COPY src ./src
-RUN touch src/main.rs src/lib.rs \
+RUN touch src/main.rs src/lib.rs core/src/lib.rs \
     && cargo build --release --locked --bin sequencer \
     && strip target/release/sequencer
 

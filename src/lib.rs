@@ -1,29 +1,25 @@
-pub mod action;
-pub mod aws_clients;
-pub mod backoff;
-pub mod batch_file;
+//! sequencer: a declared batch of AWS ECS tasks, run strictly step by step, each step launched
+//! exactly once, as a command line or as a Kubernetes controller.
+//!
+//! Every sequencing rule lives in the pure core, the `sequencer-core` crate (`core/`). This crate
+//! holds the adapters around it; each folder owns one concern and names what it may import:
+//!
+//! | module | owns | may use |
+//! |---|---|---|
+//! | [`batch`] | the batch file format: YAML with positions, schema-driven validation, ECS limits | core |
+//! | [`source`] | where a batch comes from: a file or S3 | ecs (its clients) |
+//! | [`ecs`] | the ECS adapter: AWS clients, the SDK mapping, error classes | core |
+//! | [`drive`] | the loop every runner uses: advance, persist, act | core, ecs |
+//! | [`shutdown`] | SIGINT and SIGTERM | — |
+//! | [`cli`] | the `sequencer` command, state file, progress output | everything above, controller (to start it) |
+//! | [`controller`] | the Sequence resource and its controller | everything above but cli |
+//!
+//! `tests/architecture.rs` checks the core's purity and these directions.
+
+pub mod batch;
 pub mod cli;
-pub mod conditions;
 pub mod controller;
+pub mod drive;
 pub mod ecs;
-pub mod engine;
-#[cfg(test)]
-mod engine_tests;
-pub mod identity;
-pub mod judge;
-pub mod leader;
-pub mod metrics;
-pub mod observation;
-pub mod plan;
-pub mod poller;
-pub mod progress;
-pub mod run_task;
-pub mod runner;
-pub mod sequence;
-pub mod server;
+pub mod shutdown;
 pub mod source;
-pub mod state_file;
-pub mod status;
-pub mod step;
-pub mod validate;
-pub mod yaml;

@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use sequencer::sequence::Sequence;
+use sequencer::controller::sequence::Sequence;
 use serde_json::{Value, json};
 use support::world::*;
 
@@ -400,5 +400,39 @@ fn assert_status_written_by_the_controller_only(object: &Value) {
     assert!(
         status_managers.iter().all(|m| *m == "sequencer-controller"),
         "{status_managers:?}"
+    );
+}
+
+/// Started against a cluster without the CRD, the controller says what is missing and how to
+/// install it, and exits as a configuration error instead of watching a resource that is not there.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_crd_the_controller_names_it_and_how_to_install_it_then_exits() {
+    let server = support::apiserver::KubeServer::start();
+    let emu = support::Emulator::start();
+    let mut child = emu
+        .sequencer()
+        .args(["controller", "--http-address", "127.0.0.1:0"])
+        .env("KUBECONFIG", &server.kubeconfig)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the controller");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the controller kept running without its CRD");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("sequences.sequencer.dev") && stderr.contains("kubectl apply -f crds/"),
+        "{stderr}"
     );
 }

@@ -129,26 +129,33 @@ async fn sigkill_at_random_instants_then_resume_launches_every_step_exactly_once
 fn state_before_runtask(
     batch_path: &std::path::Path,
     state_path: &std::path::Path,
-) -> sequencer::action::Action {
-    use sequencer::observation::Observation;
+) -> sequencer_core::action::Action {
+    use sequencer_core::observation::Observation;
     let text = std::fs::read_to_string(batch_path).unwrap();
     let label = batch_path.display().to_string();
-    let plan = sequencer::plan::Plan::new(sequencer::batch_file::parse(&label, &text).unwrap());
-    let status =
-        sequencer::status::RunStatus::new("4b9d3c2e-1111-4222-8333-944455556666".into(), &plan);
-    let decision =
-        sequencer::engine::advance(&plan, &status, &[Observation::Tick], jiff::Timestamp::now());
+    let plan =
+        sequencer_core::plan::Plan::new(sequencer::batch::file::parse(&label, &text).unwrap());
+    let status = sequencer_core::status::RunStatus::new(
+        "4b9d3c2e-1111-4222-8333-944455556666".into(),
+        &plan,
+    );
+    let decision = sequencer_core::engine::advance(
+        &plan,
+        &status,
+        &[Observation::Tick],
+        jiff::Timestamp::now(),
+    );
     let launch = decision.actions.into_iter().next().expect("a Launch");
     assert!(matches!(
         launch,
-        sequencer::action::Action::Launch {
+        sequencer_core::action::Action::Launch {
             step: 0,
             attempt: 1,
             ..
         }
     ));
-    let state = sequencer::state_file::StateFile::new(label, None, decision.status);
-    sequencer::state_file::save(state_path, &state).unwrap();
+    let state = sequencer::cli::state_file::StateFile::new(label, None, decision.status);
+    sequencer::cli::state_file::save(state_path, &state).unwrap();
     launch
 }
 
@@ -163,7 +170,8 @@ async fn killed_after_recording_the_launch_but_before_runtask_relaunches_with_th
         .await;
     let b = batch(TWO_STEPS);
     let state = b.dir.path().join("state.json");
-    let sequencer::action::Action::Launch { identity, .. } = state_before_runtask(&b.path, &state)
+    let sequencer_core::action::Action::Launch { identity, .. } =
+        state_before_runtask(&b.path, &state)
     else {
         unreachable!()
     };

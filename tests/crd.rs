@@ -17,7 +17,7 @@ const CRD_FILE: &str = "crds/sequences.sequencer.dev.yaml";
 fn the_committed_crd_is_what_the_types_generate() {
     let committed = std::fs::read_to_string(repo_root().join(CRD_FILE)).unwrap_or_default();
     assert!(
-        committed == sequencer::sequence::crd_yaml(),
+        committed == sequencer::controller::sequence::crd_yaml(),
         "{CRD_FILE} is stale: regenerate it with `cargo run -- crd > {CRD_FILE}`"
     );
     let printed = std::process::Command::new(env!("CARGO_BIN_EXE_sequencer"))
@@ -64,7 +64,8 @@ async fn the_api_server_accepts_the_crd_and_enforces_its_schema() {
     }
     assert!(established, "the CRD never became Established");
 
-    let api: Api<sequencer::sequence::Sequence> = Api::namespaced(client.clone(), "default");
+    let api: Api<sequencer::controller::sequence::Sequence> =
+        Api::namespaced(client.clone(), "default");
     let good = json!({
         "apiVersion": "sequencer.dev/v1alpha1", "kind": "Sequence", "metadata": {"name": "nightly"},
         "spec": {"steps": [
@@ -117,7 +118,8 @@ async fn the_api_server_accepts_the_crd_and_enforces_its_schema() {
         ),
     ] {
         // Untyped, so that only the API server judges the object.
-        let resource = ::kube::core::ApiResource::erase::<sequencer::sequence::Sequence>(&());
+        let resource =
+            ::kube::core::ApiResource::erase::<sequencer::controller::sequence::Sequence>(&());
         let raw: Api<::kube::core::DynamicObject> =
             Api::namespaced_with(client.clone(), "default", &resource);
         let object = json!({"apiVersion": "sequencer.dev/v1alpha1", "kind": "Sequence", "metadata": {"name": "bad"}, "spec": bad});
@@ -144,7 +146,7 @@ async fn the_api_server_accepts_the_crd_and_enforces_its_schema() {
 
     // The example in examples/ is a valid Sequence.
     let text = std::fs::read_to_string(repo_root().join("examples/sequence.yaml")).unwrap();
-    let example: sequencer::sequence::Sequence = serde_saphyr::from_str(&text).unwrap();
+    let example: sequencer::controller::sequence::Sequence = serde_saphyr::from_str(&text).unwrap();
     let stored = api
         .create(&PostParams::default(), &example)
         .await

@@ -14,8 +14,8 @@ SEQUENCER_HELM_PYTHON="$(tests/chart/install.sh | tail -n 1)"
 export SEQUENCER_HELM_PYTHON
 # Lua 5.1, which Argo CD runs health checks with.
 tests/argocd/install.sh >/dev/null
-cargo fmt --check
-cargo clippy --locked --all-targets -- -D warnings
+cargo fmt --all --check
+cargo clippy --locked --workspace --all-targets -- -D warnings
 
 demo_log="$(mktemp -t sequencer-demo.XXXXXX.log)"
 if ! ./examples/demo.sh >"$demo_log" 2>&1 || [ "$(grep -c ' SUCCEEDED in ' "$demo_log")" != 2 ]; then
@@ -25,7 +25,7 @@ echo "examples/demo.sh: both runs succeeded"
 
 test_log="$(mktemp -t sequencer-tests.XXXXXX.log)"
 status=0
-cargo test --locked 2>&1 | tee "$test_log" || status=$?
+cargo test --locked --workspace 2>&1 | tee "$test_log" || status=$?
 totals=$(awk '/^test result: /{for(i=1;i<=NF;i++){if($(i+1) ~ /^passed/)p+=$i; if($(i+1) ~ /^failed/)f+=$i}} END{print p+0, f+0}' "$test_log")
 passed=${totals% *}
 failed=${totals#* }

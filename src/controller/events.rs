@@ -1,14 +1,15 @@
 //! What the engine reports during a reconcile becomes Kubernetes Events on the Sequence, log
-//! lines carrying the Sequence, step and task ARN, and the step metrics.
+//! lines carrying the Sequence, step and task ARN, and the step metrics. The words come from each
+//! event's description (`sequencer_core::event`), shared with the CLI.
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use sequencer_core::event::{Description, RunEvent};
+use sequencer_core::plan::Plan;
+use sequencer_core::status::RunStatus;
 
-use crate::action::RunEvent;
-use crate::metrics::Metrics;
-use crate::plan::Plan;
-use crate::runner::EventSink;
-use crate::status::{RunPhase, RunStatus};
+use super::metrics::{Metrics, PhaseLabel};
+use crate::drive::EventSink;
 
 /// Collects the engine's events during a drive; they are published afterwards so that a slow
 /// Events API never delays a status write.
@@ -31,6 +32,27 @@ impl<'a> EventCollector<'a> {
         }
     }
 
+    /// The step and run metrics an event moves.
+    fn count(&self, status: &RunStatus, event: &RunEvent) {
+        match event {
+            RunEvent::StepSucceeded { step, .. } => self.step_ended(status, *step, "succeeded"),
+            RunEvent::StepFailed { step, ignored, .. } => {
+                let outcome = if *ignored { "failed_ignored" } else { "failed" };
+                self.step_ended(status, *step, outcome);
+            }
+            RunEvent::StepSkipped { .. } => {
+                self.metrics.step_ended("skipped", None);
+            }
+            RunEvent::RunFinished { phase } => {
+                let label = PhaseLabel {
+                    phase: format!("{phase:?}"),
+                };
+                self.metrics.runs_finished.get_or_create(&label).inc();
+            }
+            _ => {}
+        }
+    }
+
     fn step_ended(&self, status: &RunStatus, step: usize, outcome: &str) {
         let duration = status.steps.get(step).and_then(|s| {
             let span = s.completion_time?.duration_since(s.start_time?);
@@ -41,158 +63,39 @@ impl<'a> EventCollector<'a> {
 }
 
 impl EventSink for EventCollector<'_> {
-    fn events(&mut self, _: &Plan, status: &RunStatus, events: &[RunEvent]) {
-        let name = |i: &usize| {
-            status
-                .steps
-                .get(*i)
-                .map(|s| s.name.clone())
-                .unwrap_or_default()
-        };
+    fn events(&mut self, plan: &Plan, status: &RunStatus, events: &[RunEvent]) {
         for event in events {
-            log(status, event, &name);
-            let (type_, reason, note) = match event {
-                RunEvent::StepStarted { step, attempt } => (
-                    EventType::Normal,
-                    "StepStarted",
-                    format!("step {} ({}) attempt {attempt}", step + 1, name(step)),
-                ),
-                RunEvent::TasksLaunched {
-                    step, task_arns, ..
-                } => (
-                    EventType::Normal,
-                    "TasksLaunched",
-                    format!(
-                        "step {} ({}): {}",
-                        step + 1,
-                        name(step),
-                        task_arns.join(", ")
-                    ),
-                ),
-                RunEvent::StepSucceeded { step, .. } => {
-                    self.step_ended(status, *step, "succeeded");
-                    (
-                        EventType::Normal,
-                        "StepSucceeded",
-                        format!("step {} ({})", step + 1, name(step)),
-                    )
-                }
-                RunEvent::StepFailed {
-                    step,
-                    failure,
-                    ignored,
-                } => {
-                    let outcome = if *ignored { "failed_ignored" } else { "failed" };
-                    self.step_ended(status, *step, outcome);
-                    let note = format!(
-                        "step {} ({}) [{}]{}: {}",
-                        step + 1,
-                        name(step),
-                        failure.reason,
-                        if *ignored { " (ignored)" } else { "" },
-                        failure.message
-                    );
-                    (EventType::Warning, "StepFailed", note)
-                }
-                RunEvent::StepSkipped { .. } => {
-                    self.metrics.step_ended("skipped", None);
-                    continue;
-                }
-                RunEvent::LaunchDeferred { step, error, .. } => (
-                    EventType::Warning,
-                    "LaunchDeferred",
-                    format!("step {} ({}): {error}", step + 1, name(step)),
-                ),
-                RunEvent::RunFinished { phase } => {
-                    self.metrics
-                        .runs_finished
-                        .get_or_create(&crate::metrics::PhaseLabel {
-                            phase: format!("{phase:?}"),
-                        })
-                        .inc();
-                    let message = status.message.clone().unwrap_or_default();
-                    if *phase == RunPhase::Succeeded {
-                        (EventType::Normal, "Completed", message)
-                    } else {
-                        (EventType::Warning, "Failed", message)
-                    }
-                }
-                _ => continue,
-            };
-            self.events.push((type_, reason.into(), note));
+            self.count(status, event);
+            let description = event.describe(plan, status);
+            log(&description);
+            if description.published {
+                let type_ = if description.warning {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                };
+                self.events
+                    .push((type_, description.reason(), description.note()));
+            }
         }
     }
 }
 
-/// One log line per engine event, inside the reconcile's span (namespace, name), with the step
-/// and the task ARN as fields.
-fn log(status: &RunStatus, event: &RunEvent, name: &dyn Fn(&usize) -> String) {
-    match event {
-        RunEvent::TasksLaunched {
-            step,
-            attempt,
-            task_arns,
-        } => {
-            for arn in task_arns {
-                tracing::info!(step = %name(step), attempt, task_arn = %arn, "task launched");
-            }
+/// One log line per event (one per task where it names several), inside the reconcile's span
+/// (namespace, sequence), with the step, attempt and task ARN as fields.
+fn log(d: &Description) {
+    let step = d.step.as_ref().map(|(_, name)| name.as_str());
+    let arns: Vec<Option<&str>> = if d.task_arns.is_empty() {
+        vec![None]
+    } else {
+        d.task_arns.iter().map(|a| Some(a.as_str())).collect()
+    };
+    for task_arn in arns {
+        if d.warning {
+            tracing::warn!(step, attempt = d.attempt, task_arn, detail = %d.text, "{}", d.headline);
+        } else {
+            tracing::info!(step, attempt = d.attempt, task_arn, detail = %d.text, "{}", d.headline);
         }
-        RunEvent::TasksFound {
-            step,
-            attempt,
-            task_arns,
-        } => {
-            for arn in task_arns {
-                tracing::info!(step = %name(step), attempt, task_arn = %arn, "found a task launched before a restart");
-            }
-        }
-        RunEvent::LaunchReissued { step, attempt } => {
-            tracing::info!(step = %name(step), attempt, "no task found for an unconfirmed launch: re-issuing RunTask with the same clientToken")
-        }
-        RunEvent::TaskStatusChanged {
-            step,
-            attempt,
-            task_arn,
-            last_status,
-        } => {
-            tracing::info!(step = %name(step), attempt, task_arn = %task_arn, last_status = %last_status, "task status changed")
-        }
-        RunEvent::StopRequested {
-            step,
-            attempt,
-            task_arn,
-            reason,
-        } => {
-            tracing::info!(step = %name(step), attempt, task_arn = %task_arn, reason = %reason, "stopping task")
-        }
-        RunEvent::StepStarted { step, attempt } => {
-            tracing::info!(step = %name(step), attempt, "step started")
-        }
-        RunEvent::StepSucceeded { step, attempt } => {
-            tracing::info!(step = %name(step), attempt, "step succeeded")
-        }
-        RunEvent::StepFailed {
-            step,
-            failure,
-            ignored,
-        } => {
-            tracing::warn!(step = %name(step), reason = %failure.reason, ignored, message = %failure.message, "step failed")
-        }
-        RunEvent::AttemptFailed {
-            step,
-            attempt,
-            failure,
-        } => {
-            tracing::warn!(step = %name(step), attempt, reason = %failure.reason, message = %failure.message, "attempt failed")
-        }
-        RunEvent::LaunchDeferred { step, error, .. } => {
-            tracing::warn!(step = %name(step), error = %error, "launch deferred")
-        }
-        RunEvent::PollFailed { error } => tracing::warn!(error = %error, "poll failed"),
-        RunEvent::RunFinished { phase } => {
-            tracing::info!(phase = ?phase, message = status.message.as_deref().unwrap_or(""), "run finished")
-        }
-        _ => tracing::debug!(?event, "run event"),
     }
 }
 

@@ -6,10 +6,10 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ResourceExt};
 use serde_json::Value;
 
-use crate::aws_clients::RegionClients;
-use crate::plan::{Plan, PlannedStep};
-use crate::sequence::{PinnedSpec, Sequence, spec_digest};
+use crate::controller::sequence::{PinnedSpec, Sequence, spec_digest};
+use crate::ecs::clients::RegionClients;
 use crate::source::{BatchSource, LoadedBatch};
+use sequencer_core::plan::{Plan, PlannedStep};
 
 /// Why a Sequence cannot run: a condition reason (`InvalidSpec`, `SourceError`, `InvalidStatus`)
 /// and a message naming the place.
@@ -125,7 +125,7 @@ async fn fresh_steps(
         (Some(_), true) => {
             let loaded = read_source(seq, clients, client).await?;
             let steps =
-                crate::batch_file::parse(&loaded.label, &loaded.text).map_err(|invalid| {
+                crate::batch::file::parse(&loaded.label, &loaded.text).map_err(|invalid| {
                     let problems: Vec<String> = invalid.0.iter().map(ToString::to_string).collect();
                     Refusal::new("InvalidSpec", problems.join("; "))
                 })?;
@@ -203,11 +203,12 @@ async fn read_source(
 /// The same checks a batch file gets (the API server checked the schema; these are the ECS limits
 /// and the rules a schema cannot say), with the key path of every problem.
 fn check_steps(steps: &[PlannedStep]) -> Result<(), Refusal> {
-    let checker = crate::batch_file::step_checker();
+    let checker = crate::batch::file::step_checker();
     let mut problems = Vec::new();
     for (i, step) in steps.iter().enumerate() {
         let body = serde_json::to_value(&step.definition).unwrap_or(Value::Null);
-        if let Err(found) = crate::batch_file::check_step(&checker, &crate::yaml::from_json(&body))
+        if let Err(found) =
+            crate::batch::file::check_step(&checker, &crate::batch::yaml::from_json(&body))
         {
             problems.extend(found.into_iter().map(|p| {
                 let path = if p.path.is_empty() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube::Client;
-use kube::api::Api;
+use kube::api::{Api, ListParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter as EventReporter};
@@ -15,12 +15,13 @@ use kube::runtime::watcher;
 use tokio::sync::watch;
 
 use super::{Context, FIELD_MANAGER, error_policy, reconcile};
-use crate::aws_clients::AwsClients;
-use crate::leader::{LeaderElector, LeaseConfig};
-use crate::metrics::Metrics;
-use crate::poller::Poller;
-use crate::sequence::Sequence;
-use crate::server::Health;
+use crate::controller::leader::{LeaderElector, LeaseConfig};
+use crate::controller::metrics::Metrics;
+use crate::controller::poller::{Poller, Woken};
+use crate::controller::sequence::Sequence;
+use crate::controller::server::Health;
+use crate::ecs::clients::AwsClients;
+use crate::shutdown::wait_for_signal;
 
 /// How the controller runs (from `sequencer controller`'s flags).
 pub struct Settings {
@@ -43,37 +44,22 @@ pub enum RunError {
     },
     #[error("lost the leader Lease; exiting so that this replica restarts as a candidate")]
     LeadershipLost,
+    #[error(
+        "the Sequence CRD (sequences.sequencer.dev) is not installed in this cluster: install it with `kubectl apply -f crds/` (or the Helm chart), then start the controller again"
+    )]
+    CrdMissing,
+    #[error("cannot list Sequences (is the controller allowed to? see its RBAC): {0}")]
+    CannotListSequences(#[source] kube::Error),
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C (a second one exits at once). Shutting down lets
 /// in-flight reconciles finish their writes and leaves ECS tasks running: the next controller
 /// resumes them from `.status`.
 pub async fn run(client: Client, aws: Arc<AwsClients>, settings: Settings) -> Result<(), RunError> {
+    check_crd_installed(&client, settings.namespace.as_deref()).await?;
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
-    let (listener, address) =
-        crate::server::bind(settings.http_address)
-            .await
-            .map_err(|source| RunError::Bind {
-                address: settings.http_address,
-                source,
-            })?;
-    tracing::info!(%address, "serving /healthz, /readyz and /metrics");
-    let (stop_tx, stop) = watch::channel(false);
-    tokio::spawn(crate::server::serve(
-        listener,
-        health.clone(),
-        metrics.clone(),
-        stopped(stop.clone()),
-    ));
-    tokio::spawn(async move {
-        let reason = crate::cli::wait_for_signal().await;
-        tracing::info!(%reason, "shutting down: finishing in-flight reconciles; ECS tasks keep running");
-        let _ = stop_tx.send(true);
-        let reason = crate::cli::wait_for_signal().await;
-        tracing::warn!(%reason, "second signal: exiting now");
-        std::process::exit(130);
-    });
+    let stop = serve_until_signalled(settings.http_address, &health, &metrics).await?;
 
     let mut elector = settings
         .leader_election
@@ -103,35 +89,102 @@ pub async fn run(client: Client, aws: Arc<AwsClients>, settings: Settings) -> Re
         })
     });
 
-    let (poller, mut woken) = Poller::new(metrics.clone());
+    let (poller, woken) = Poller::new(metrics.clone());
     tokio::spawn(
         poller
             .clone()
             .run(aws.clone(), ending(stop.clone(), lost.clone())),
     );
-
-    // Through DeserializeGuard, a Sequence that cannot be decoded (the API server keeps
-    // `success.containers` as written) is handed to reconcile as an error instead of failing the
-    // whole watch, which would stall every other Sequence.
-    let sequences: Api<DeserializeGuard<Sequence>> = match &settings.namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let recorder = Recorder::new(
-        client.clone(),
-        EventReporter {
-            controller: FIELD_MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        },
-    );
     let ctx = Arc::new(Context {
+        recorder: Recorder::new(
+            client.clone(),
+            EventReporter {
+                controller: FIELD_MANAGER.into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        ),
         client,
         aws,
-        recorder,
         poller,
         metrics: metrics.clone(),
         default_poll_interval_seconds: settings.default_poll_interval_seconds,
     });
+    let shutdown = ending(stop, lost.clone());
+    reconcile_sequences(ctx, settings.namespace.as_deref(), &health, woken, shutdown).await;
+
+    health.set_ready(false);
+    metrics.leader.set(0);
+    if *lost.borrow() {
+        return Err(RunError::LeadershipLost);
+    }
+    if let Some(keeper) = keeper
+        && let Ok(mut elector) = keeper.await
+    {
+        elector.release().await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Fails with a clear message when the Sequence CRD is not installed (or the controller may not
+/// list Sequences), instead of a watch that fails later and retries forever.
+async fn check_crd_installed(client: &Client, namespace: Option<&str>) -> Result<(), RunError> {
+    let api: Api<Sequence> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    match api.list_metadata(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Err(RunError::CrdMissing),
+        Err(source) => Err(RunError::CannotListSequences(source)),
+    }
+}
+
+/// Serves `/healthz`, `/readyz` and `/metrics`, and turns the first SIGTERM or Ctrl-C into the
+/// returned stop flag (a second one exits at once).
+async fn serve_until_signalled(
+    address: SocketAddr,
+    health: &Arc<Health>,
+    metrics: &Arc<Metrics>,
+) -> Result<watch::Receiver<bool>, RunError> {
+    let (listener, bound) = crate::controller::server::bind(address)
+        .await
+        .map_err(|source| RunError::Bind { address, source })?;
+    tracing::info!(address = %bound, "serving /healthz, /readyz and /metrics");
+    let (stop_tx, stop) = watch::channel(false);
+    tokio::spawn(crate::controller::server::serve(
+        listener,
+        health.clone(),
+        metrics.clone(),
+        stopped(stop.clone()),
+    ));
+    tokio::spawn(async move {
+        let reason = wait_for_signal().await;
+        tracing::info!(%reason, "shutting down: finishing in-flight reconciles; ECS tasks keep running");
+        let _ = stop_tx.send(true);
+        let reason = wait_for_signal().await;
+        tracing::warn!(%reason, "second signal: exiting now");
+        std::process::exit(130);
+    });
+    Ok(stop)
+}
+
+/// Watches Sequences and reconciles them, woken also by the poller, until `shutdown`; in-flight
+/// reconciles finish first. Ready once the watch has synced.
+async fn reconcile_sequences(
+    ctx: Arc<Context>,
+    namespace: Option<&str>,
+    health: &Arc<Health>,
+    mut woken: Woken,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    // Through DeserializeGuard, a Sequence that cannot be decoded (the API server keeps
+    // `success.containers` as written) is handed to reconcile as an error instead of failing the
+    // whole watch, which would stall every other Sequence.
+    let sequences: Api<DeserializeGuard<Sequence>> = match namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
     let controller = Controller::new(sequences, watcher::Config::default().any_semantic());
     let store = controller.store();
     let ready = health.clone();
@@ -156,7 +209,7 @@ pub async fn run(client: Client, aws: Arc<AwsClients>, settings: Settings) -> Re
     let wakes = futures::stream::poll_fn(move |cx| woken.poll_recv(cx));
     controller
         .reconcile_on(wakes)
-        .graceful_shutdown_on(ending(stop, lost.clone()))
+        .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
@@ -164,18 +217,6 @@ pub async fn run(client: Client, aws: Arc<AwsClients>, settings: Settings) -> Re
             }
         })
         .await;
-    health.set_ready(false);
-    metrics.leader.set(0);
-    if *lost.borrow() {
-        return Err(RunError::LeadershipLost);
-    }
-    if let Some(keeper) = keeper
-        && let Ok(mut elector) = keeper.await
-    {
-        elector.release().await;
-    }
-    tracing::info!("stopped");
-    Ok(())
 }
 
 /// Resolves once `flag` is true; never if its sender goes without setting it.

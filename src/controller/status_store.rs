@@ -4,16 +4,17 @@
 //! from what is stored).
 
 use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Resource;
 use kube::api::{Api, PostParams, ResourceExt};
 use serde_json::Value;
 
 use super::{Error, FIELD_MANAGER};
-use crate::conditions::{self, conditions};
-use crate::plan::Plan;
-use crate::runner::StatusStore;
-use crate::sequence::{PinnedSpec, Sequence, SequenceStatus};
-use crate::status::{RunStatus, StepPhase};
+use crate::controller::conditions::{self, conditions};
+use crate::controller::sequence::{PinnedSpec, Sequence, SequenceStatus};
+use crate::drive::StatusStore;
+use sequencer_core::plan::Plan;
+use sequencer_core::status::{RunStatus, StepPhase};
 
 pub struct KubeStore {
     api: Api<Sequence>,
@@ -43,43 +44,21 @@ impl KubeStore {
     async fn write(&mut self, status: SequenceStatus) -> Result<(), Error> {
         let mut object = self.object.clone();
         object.status = Some(status);
-        object.metadata.managed_fields = None;
-        let params = PostParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..Default::default()
-        };
-        // A replace carries the resourceVersion last read: a stale write fails with 409.
-        match self
-            .api
-            .replace_status(&object.name_any(), &params, &object)
-            .await
-        {
-            Ok(stored) => {
-                self.object = stored;
-                Ok(())
-            }
-            Err(kube::Error::Api(status)) if status.code == 409 => Err(Error::Conflict),
-            Err(e) => Err(Error::Kube(e)),
-        }
+        self.object = replace_status_guarded(&self.api, object).await?;
+        Ok(())
     }
 
     /// Reports why the Sequence cannot run (condition Failed with `reason`); launches nothing.
     /// Returns whether the status changed (false when it already said so).
     pub async fn refuse(&mut self, reason: &str, message: &str) -> Result<bool, Error> {
         let previous = self.object.status.clone().unwrap_or_default();
-        let run = RunStatus::new(self.object.uid().unwrap_or_default(), &Plan::new(vec![]));
-        let ctx = conditions::Context {
-            refused: Some((reason, message)),
-            generation: self.object.meta().generation,
-            suspended: self.object.spec.suspend,
-            spec_changed: None,
-        };
-        let status = SequenceStatus {
-            phase: Some("Failed".into()),
-            observed_generation: self.object.meta().generation,
-            conditions: conditions(&previous.conditions, &run, &ctx, Timestamp::now()),
-            ..Default::default()
-        };
+        let status = refused_status(
+            &previous.conditions,
+            reason,
+            message,
+            self.object.meta().generation,
+            self.object.spec.suspend,
+        );
         if self.object.status.as_ref() == Some(&status) {
             return Ok(false);
         }
@@ -125,6 +104,53 @@ impl KubeStore {
     }
 }
 
+/// The status of a Sequence that cannot run: phase Failed, condition Failed with `reason` and
+/// `message`, no run. Shared by every refusal, decodable Sequence or not.
+pub fn refused_status(
+    previous: &[Condition],
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    suspended: bool,
+) -> SequenceStatus {
+    let run = RunStatus::new(String::new(), &Plan::new(vec![]));
+    let ctx = conditions::Context {
+        refused: Some((reason, message)),
+        generation,
+        suspended,
+        spec_changed: None,
+    };
+    SequenceStatus {
+        phase: Some("Failed".into()),
+        observed_generation: generation,
+        conditions: conditions(previous, &run, &ctx, Timestamp::now()),
+        ..Default::default()
+    }
+}
+
+/// The one way `.status` is written: a replace through the status subresource by the controller's
+/// field manager, carrying the resourceVersion `object` was read at, so a write from a stale read
+/// fails with a conflict instead of overwriting what another writer stored. Returns the object as
+/// stored.
+pub async fn replace_status_guarded<K>(api: &Api<K>, mut object: K) -> Result<K, Error>
+where
+    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    object.meta_mut().managed_fields = None;
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match api
+        .replace_status(&object.name_any(), &params, &object)
+        .await
+    {
+        Ok(stored) => Ok(stored),
+        Err(kube::Error::Api(status)) if status.code == 409 => Err(Error::Conflict),
+        Err(e) => Err(Error::Kube(e)),
+    }
+}
+
 impl StatusStore for KubeStore {
     type Error = Error;
 
@@ -142,8 +168,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::plan::Plan;
-    use crate::sequence::SequenceSpec;
+    use crate::controller::sequence::SequenceSpec;
+    use sequencer_core::plan::Plan;
 
     fn sequence() -> Sequence {
         let mut seq = Sequence::new(
@@ -164,8 +190,20 @@ mod tests {
         seq
     }
 
+    type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+    /// A store whose API server is the returned handle.
+    fn mocked_store() -> (KubeStore, Handle) {
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(service, "default");
+        (
+            KubeStore::new(Api::namespaced(client, "etl"), &sequence()),
+            handle,
+        )
+    }
+
     async fn answer(
-        handle: &mut tower_test::mock::Handle<Request<Body>, Response<Body>>,
+        handle: &mut Handle,
         code: u16,
         body: serde_json::Value,
     ) -> (Request<Body>, serde_json::Value) {
@@ -184,9 +222,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_status_write_is_a_put_to_the_status_subresource_carrying_the_read_version() {
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let client = kube::Client::new(service, "default");
-        let mut store = KubeStore::new(Api::namespaced(client, "etl"), &sequence());
+        let (mut store, mut handle) = mocked_store();
         let run = RunStatus::new("run-1".into(), &Plan::new(vec![]));
         let server = tokio::spawn(async move {
             let conflict = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
@@ -221,9 +257,7 @@ mod tests {
 
     #[tokio::test]
     async fn after_a_write_the_next_one_carries_the_version_the_server_returned() {
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let client = kube::Client::new(service, "default");
-        let mut store = KubeStore::new(Api::namespaced(client, "etl"), &sequence());
+        let (mut store, mut handle) = mocked_store();
         let run = RunStatus::new("run-1".into(), &Plan::new(vec![]));
         let server = tokio::spawn(async move {
             let mut stored = serde_json::to_value(sequence()).unwrap();

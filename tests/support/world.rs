@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use sequencer::sequence::Sequence;
+use sequencer::controller::sequence::Sequence;
 use serde_json::{Value, json};
 
 use super::Emulator;
@@ -47,7 +47,7 @@ impl World {
         crds.patch(
             "sequences.sequencer.dev",
             &PatchParams::apply("test").force(),
-            &Patch::Apply(&sequencer::sequence::crd()),
+            &Patch::Apply(&sequencer::controller::sequence::crd()),
         )
         .await
         .expect("CRD");
@@ -151,7 +151,7 @@ impl World {
 
 /// The condition of `type_`, which the controller always writes.
 pub fn condition_of(
-    status: &sequencer::sequence::SequenceStatus,
+    status: &sequencer::controller::sequence::SequenceStatus,
     type_: &str,
 ) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
     let found = status.conditions.iter().find(|c| c.type_ == type_);

@@ -12,7 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::metrics::Metrics;
+use crate::controller::metrics::Metrics;
 
 /// What the endpoints report, shared with the controller.
 #[derive(Default)]

@@ -14,7 +14,7 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::status::{RunPhase, RunStatus, StepPhase};
+use sequencer_core::status::{RunPhase, RunStatus, StepPhase};
 
 pub const RUNNING: &str = "Running";
 pub const COMPLETE: &str = "Complete";
@@ -72,51 +72,38 @@ pub fn conditions(
             observed_generation: ctx.generation,
         }
     };
+    // (reason, message) when the condition holds, and when it does not.
+    let complete_text = if complete {
+        ("Succeeded".into(), run.message.clone().unwrap_or_default())
+    } else {
+        ("NotFinished".into(), "the run has not succeeded".into())
+    };
+    let suspended_text = if suspended {
+        (
+            "SuspendRequested".into(),
+            "spec.suspend is true: no further step is launched".into(),
+        )
+    } else {
+        ("NotSuspended".into(), "spec.suspend is false".into())
+    };
+    let spec_changed_text = match ctx.spec_changed {
+        Some(message) => ("PinnedPlanKept".into(), message.to_owned()),
+        None => (
+            "SpecMatchesPlan".into(),
+            "the run follows the current spec".into(),
+        ),
+    };
     vec![
         make(RUNNING, running, running_reason, running_message),
-        make(
-            COMPLETE,
-            complete,
-            if complete {
-                "Succeeded".into()
-            } else {
-                "NotFinished".into()
-            },
-            if complete {
-                run.message.clone().unwrap_or_default()
-            } else {
-                "the run has not succeeded".into()
-            },
-        ),
+        make(COMPLETE, complete, complete_text.0, complete_text.1),
         make(FAILED, failed, failed_reason, failed_message),
+        make(SUSPENDED, suspended, suspended_text.0, suspended_text.1),
         make(
-            SUSPENDED,
-            suspended,
-            if suspended {
-                "SuspendRequested".into()
-            } else {
-                "NotSuspended".into()
-            },
-            if suspended {
-                "spec.suspend is true: no further step is launched".into()
-            } else {
-                "spec.suspend is false".into()
-            },
+            SPEC_CHANGED,
+            ctx.spec_changed.is_some(),
+            spec_changed_text.0,
+            spec_changed_text.1,
         ),
-        match ctx.spec_changed {
-            Some(message) => make(
-                SPEC_CHANGED,
-                true,
-                "PinnedPlanKept".into(),
-                message.to_owned(),
-            ),
-            None => make(
-                SPEC_CHANGED,
-                false,
-                "SpecMatchesPlan".into(),
-                "the run follows the current spec".into(),
-            ),
-        },
     ]
 }
 
@@ -161,10 +148,10 @@ fn camel_reason(reason: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{Plan, PlannedStep};
-    use crate::run_task::RunTaskParameters;
-    use crate::status::{Failure, FailureClass};
-    use crate::step::StepDefinition;
+    use sequencer_core::plan::{Plan, PlannedStep};
+    use sequencer_core::run_task::RunTaskParameters;
+    use sequencer_core::status::{Failure, FailureClass};
+    use sequencer_core::step::StepDefinition;
 
     fn run_of(n: usize) -> RunStatus {
         let steps = (0..n)

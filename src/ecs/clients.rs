@@ -97,3 +97,17 @@ impl AwsClients {
             .clone()
     }
 }
+/// Asks the credentials chain for credentials now, so a missing identity is reported before
+/// anything starts.
+pub async fn check_credentials(config: &SdkConfig) -> Result<(), String> {
+    use aws_credential_types::provider::ProvideCredentials;
+    let Some(provider) = config.credentials_provider() else {
+        return Err("no AWS credentials provider is configured".into());
+    };
+    provider.provide_credentials().await.map(|_| ()).map_err(|e| {
+        format!(
+            "no AWS credentials: {} (looked in the environment, the shared config files, web identity (IRSA), the container and instance roles)",
+            super::error_chain(&e)
+        )
+    })
+}

@@ -1,15 +1,24 @@
 //! The ECS adapter: carries out the engine's actions with aws-sdk-ecs and turns the answers into
 //! observations. It decides nothing; every rule about what an answer means lives in the engine.
+//!
+//! Owns: [`clients`] (AWS configuration, per-region clients, credentials), [`request`] (the core's
+//! RunTask model mapped onto the SDK), this module (the `Executor` and its error classes). May use
+//! the core and the AWS SDK; never the CLI or the controller.
+
+pub mod clients;
+pub mod request;
 
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecs::types::{DesiredStatus, Task, TaskField};
 
-use crate::action::Action;
-use crate::engine::DESCRIBE_BATCH;
-use crate::observation::{ApiError, DescribeResponse, EcsFailure, LaunchResponse, Observation};
-use crate::run_task::apply_to;
-use crate::status::{ContainerRecord, TaskRecord};
+use crate::ecs::request::apply_to;
+use sequencer_core::action::Action;
+use sequencer_core::engine::DESCRIBE_BATCH;
+use sequencer_core::observation::{
+    ApiError, DescribeResponse, EcsFailure, LaunchResponse, Observation,
+};
+use sequencer_core::status::{ContainerRecord, TaskRecord};
 
 /// What the runners need from ECS. The real one is `Ecs`; tests may bring their own.
 pub trait Executor {

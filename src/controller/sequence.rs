@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::plan::PlannedStep;
+use sequencer_core::plan::PlannedStep;
 
 /// A batch of ECS tasks run strictly one after another, each launched exactly once.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -11,11 +11,11 @@ use std::fmt;
 
 use serde_json::Value as Json;
 
-use crate::plan::PlannedStep;
-use crate::run_task::SEQUENCER_TAG_COUNT;
-use crate::step::{ContainerSelection, StepDefinition};
-use crate::validate::{Problem, SchemaChecker, position_of};
-use crate::yaml::{self, Node, Pos, Value};
+use crate::batch::validate::{Problem, SchemaChecker, position_of};
+use crate::batch::yaml::{self, Node, Pos, Value};
+use sequencer_core::plan::PlannedStep;
+use sequencer_core::run_task::SEQUENCER_TAG_COUNT;
+use sequencer_core::step::{ContainerSelection, StepDefinition};
 
 /// ECS limits checked before anything runs.
 pub const MAX_OVERRIDES_JSON: usize = 8192;
@@ -33,6 +33,19 @@ pub struct Diagnostic {
     pub step: Option<(usize, String)>,
     pub path: String,
     pub message: String,
+}
+
+impl Diagnostic {
+    /// A problem of the file as a whole, or of a step that has no name yet.
+    fn at_top(file: &str, at: Pos, message: String) -> Self {
+        Diagnostic {
+            file: file.to_owned(),
+            at,
+            step: None,
+            path: String::new(),
+            message,
+        }
+    }
 }
 
 impl fmt::Display for Diagnostic {
@@ -74,115 +87,99 @@ const FORMAT_HINT: &str =
 
 /// Reads and validates a batch file; `file` names it in messages.
 pub fn parse(file: &str, text: &str) -> Result<Vec<PlannedStep>, InvalidBatch> {
-    let mut diagnostics = Vec::new();
-    let at_top = |at: Pos, message: String| Diagnostic {
-        file: file.to_owned(),
-        at,
-        step: None,
-        path: String::new(),
-        message,
-    };
-    let root = match yaml::parse(text) {
-        Ok(root) => root,
-        Err(e) => {
-            return Err(InvalidBatch(vec![at_top(
-                e.at,
-                format!("not valid YAML: {}", e.message),
-            )]));
-        }
-    };
-    let items = match &root.value {
-        Value::Sequence(items) if !items.is_empty() => items,
-        Value::Sequence(_) => {
-            return Err(InvalidBatch(vec![at_top(
-                root.at,
-                format!("the list of steps is empty; {FORMAT_HINT}"),
-            )]));
-        }
-        Value::Null => {
-            return Err(InvalidBatch(vec![at_top(
-                root.at,
-                format!("the file is empty; {FORMAT_HINT}"),
-            )]));
-        }
-        other => {
-            return Err(InvalidBatch(vec![at_top(
-                root.at,
-                format!(
-                    "expected a list of steps, found {}; {FORMAT_HINT}",
-                    other.kind()
-                ),
-            )]));
-        }
-    };
-
-    if items.len() > MAX_STEPS {
-        return Err(InvalidBatch(vec![at_top(
-            root.at,
-            format!("{} steps; a batch has at most {MAX_STEPS}", items.len()),
-        )]));
-    }
+    let at_top =
+        |at: Pos, message: String| InvalidBatch(vec![Diagnostic::at_top(file, at, message)]);
+    let root =
+        yaml::parse(text).map_err(|e| at_top(e.at, format!("not valid YAML: {}", e.message)))?;
+    let items = step_list(&root).map_err(|message| at_top(root.at, message))?;
     let checker = step_checker();
+    let mut diagnostics = Vec::new();
     let mut steps = Vec::new();
     for (index, item) in items.iter().enumerate() {
-        let number = index + 1;
-        let Value::Mapping(entries) = &item.value else {
-            diagnostics.push(at_top(
-                item.at,
-                format!(
-                    "step {number}: expected `- name: {{type: ..., parameters: ...}}`, found {}",
-                    item.value.kind()
-                ),
-            ));
-            continue;
-        };
-        let [(name, body)] = entries.as_slice() else {
-            let keys = entries
-                .iter()
-                .map(|(k, _)| k.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ");
-            diagnostics.push(at_top(item.at, format!(
-                "step {number}: a step is a mapping with exactly one key, its name; found {} key(s) ({keys}). Is the step body indented under its name?",
-                entries.len()
-            )));
-            continue;
-        };
-        let step = Some((number, name.name.clone()));
-        let mut report = |problems: Vec<Problem>| {
-            diagnostics.extend(problems.into_iter().map(|p| Diagnostic {
-                file: file.to_owned(),
-                at: p.at,
-                step: step.clone(),
-                path: p.path,
-                message: p.message,
-            }));
-        };
-        if name.name.trim().is_empty() {
-            report(vec![Problem {
-                at: name.at,
-                path: String::new(),
-                message: "the step's name is empty".into(),
-            }]);
-            continue;
+        match parse_step(file, &checker, index + 1, item) {
+            Ok(step) => steps.push(step),
+            Err(problems) => diagnostics.extend(problems),
         }
-        let definition = match check_step(&checker, body) {
-            Ok(definition) => definition,
-            Err(problems) => {
-                report(problems);
-                continue;
-            }
-        };
-        steps.push(PlannedStep {
-            name: name.name.clone(),
-            definition,
-        });
     }
     if diagnostics.is_empty() {
         Ok(steps)
     } else {
         Err(InvalidBatch(diagnostics))
     }
+}
+
+/// The file's list of steps, or why the file is not one.
+fn step_list(root: &Node) -> Result<&[Node], String> {
+    let items = match &root.value {
+        Value::Sequence(items) if !items.is_empty() => items,
+        Value::Sequence(_) => return Err(format!("the list of steps is empty; {FORMAT_HINT}")),
+        Value::Null => return Err(format!("the file is empty; {FORMAT_HINT}")),
+        other => {
+            return Err(format!(
+                "expected a list of steps, found {}; {FORMAT_HINT}",
+                other.kind()
+            ));
+        }
+    };
+    if items.len() > MAX_STEPS {
+        return Err(format!(
+            "{} steps; a batch has at most {MAX_STEPS}",
+            items.len()
+        ));
+    }
+    Ok(items)
+}
+
+/// One `- name: {type: ..., parameters: ...}` item, numbered from 1.
+fn parse_step(
+    file: &str,
+    checker: &SchemaChecker,
+    number: usize,
+    item: &Node,
+) -> Result<PlannedStep, Vec<Diagnostic>> {
+    let Value::Mapping(entries) = &item.value else {
+        let message = format!(
+            "step {number}: expected `- name: {{type: ..., parameters: ...}}`, found {}",
+            item.value.kind()
+        );
+        return Err(vec![Diagnostic::at_top(file, item.at, message)]);
+    };
+    let [(name, body)] = entries.as_slice() else {
+        let keys = entries
+            .iter()
+            .map(|(k, _)| k.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let message = format!(
+            "step {number}: a step is a mapping with exactly one key, its name; found {} key(s) ({keys}). Is the step body indented under its name?",
+            entries.len()
+        );
+        return Err(vec![Diagnostic::at_top(file, item.at, message)]);
+    };
+    let located = |problems: Vec<Problem>| {
+        problems
+            .into_iter()
+            .map(|p| Diagnostic {
+                file: file.to_owned(),
+                at: p.at,
+                step: Some((number, name.name.clone())),
+                path: p.path,
+                message: p.message,
+            })
+            .collect::<Vec<_>>()
+    };
+    if name.name.trim().is_empty() {
+        return Err(located(vec![Problem {
+            at: name.at,
+            path: String::new(),
+            message: "the step's name is empty".into(),
+        }]));
+    }
+    let definition = check_step(checker, body).map_err(located)?;
+    Ok(PlannedStep {
+        name: name.name.clone(),
+        definition,
+    })
 }
 
 /// The checker for one step's body (everything under its name).

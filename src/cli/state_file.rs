@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::source::S3Object;
-use crate::status::RunStatus;
+use sequencer_core::status::RunStatus;
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -108,7 +108,7 @@ pub fn save(path: &Path, state: &StateFile) -> Result<(), StateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Plan;
+    use sequencer_core::plan::Plan;
 
     #[test]
     fn round_trips_and_replaces_atomically() {

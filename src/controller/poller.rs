@@ -17,14 +17,14 @@ use kube::core::DeserializeGuard;
 use kube::runtime::reflector::ObjectRef;
 use tokio::sync::mpsc;
 
-use crate::action::Action;
-use crate::aws_clients::{AwsClients, RegionClients};
+use crate::controller::metrics::Metrics;
+use crate::controller::sequence::Sequence;
 use crate::ecs::Executor;
-use crate::engine::DESCRIBE_BATCH;
-use crate::metrics::Metrics;
-use crate::observation::{ApiError, DescribeResponse, Observation};
-use crate::sequence::Sequence;
-use crate::status::TaskRecord;
+use crate::ecs::clients::{AwsClients, RegionClients};
+use sequencer_core::action::Action;
+use sequencer_core::engine::DESCRIBE_BATCH;
+use sequencer_core::observation::{ApiError, DescribeResponse, Observation};
+use sequencer_core::status::TaskRecord;
 
 /// A Sequence, named as the controller's reconcile queue names it.
 pub type Owner = ObjectRef<DeserializeGuard<Sequence>>;
@@ -95,6 +95,9 @@ impl Describer for AwsClients {
     }
 }
 
+/// The Sequences the poller wakes because their tasks changed.
+pub type Woken = mpsc::UnboundedReceiver<Owner>;
+
 pub struct Poller {
     clusters: Mutex<HashMap<ClusterKey, HashMap<String, Watched>>>,
     /// Clusters whose last DescribeTasks failed: how many times in a row, and the round before
@@ -107,7 +110,7 @@ pub struct Poller {
 
 impl Poller {
     /// The poller, and the stream of Sequences to reconcile because their tasks changed.
-    pub fn new(metrics: Arc<Metrics>) -> (Arc<Poller>, mpsc::UnboundedReceiver<Owner>) {
+    pub fn new(metrics: Arc<Metrics>) -> (Arc<Poller>, Woken) {
         let (wake, woken) = mpsc::unbounded_channel();
         let poller = Poller {
             clusters: Mutex::new(HashMap::new()),
@@ -289,7 +292,7 @@ impl Poller {
         let entry = backoff.entry(key.clone()).or_insert((0, now));
         entry.0 = entry.0.saturating_add(1);
         let seed = format!("{}/{:?}/{}/{now}", key.region, key.cluster, entry.0);
-        let rest = crate::backoff::api_error_delay(entry.0, &seed)
+        let rest = sequencer_core::backoff::api_error_delay(entry.0, &seed)
             .as_secs_f64()
             .ceil() as u64;
         entry.1 = now + rest.max(1);

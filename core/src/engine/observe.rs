@@ -1,0 +1,280 @@
+//! Observations folded into the draft: launch and lookup answers, task states, stop answers.
+
+use super::*;
+
+impl DecisionDraft<'_> {
+    pub(super) fn observe(&mut self, observation: &Observation) {
+        match observation {
+            Observation::Tick => self.tick = true,
+            Observation::CancelRequested { reason } => {
+                if self.status.cancel.is_none() {
+                    self.status.cancel = Some(CancelRequest {
+                        reason: reason.clone(),
+                        requested_at: self.now,
+                    });
+                }
+            }
+            Observation::Launched {
+                step,
+                attempt,
+                outcome,
+            } => self.on_launched(*step, *attempt, outcome),
+            Observation::LookedUp {
+                step,
+                attempt,
+                outcome,
+            } => self.on_looked_up(*step, *attempt, outcome),
+            Observation::Described { outcome } => match outcome {
+                Ok(response) => {
+                    for task in &response.tasks {
+                        self.update_task(task);
+                    }
+                    for arn in &response.missing {
+                        self.mark_missing(arn);
+                    }
+                }
+                Err(e) => self.events.push(RunEvent::PollFailed {
+                    error: e.to_string(),
+                }),
+            },
+            Observation::StopAnswered { task_arn, outcome } => {
+                if outcome.is_ok()
+                    && let Some(request) = self
+                        .find_task_mut(task_arn)
+                        .and_then(|(_, _, t)| t.stop_request.as_mut())
+                {
+                    request.acknowledged = true;
+                }
+            }
+            Observation::TaskDefinitionDescribed {
+                step,
+                attempt,
+                outcome,
+            } => match outcome {
+                Ok(names) => {
+                    if let Some(a) = self.attempt_mut(*step, *attempt) {
+                        a.essential_containers = Some(names.clone());
+                    }
+                }
+                // Judging waits for it and it is asked again every tick; say why the step waits.
+                Err(e) => self.events.push(RunEvent::PollFailed {
+                    error: format!(
+                        "DescribeTaskDefinition (needed for `containers: essential`): {e}"
+                    ),
+                }),
+            },
+        }
+    }
+
+    pub(super) fn on_launched(
+        &mut self,
+        step: usize,
+        attempt: u32,
+        outcome: &Result<LaunchResponse, ApiError>,
+    ) {
+        self.answered.insert((step, attempt));
+        let now = self.now;
+        let Some(a) = self.launching_mut(step, attempt) else {
+            return;
+        };
+        match outcome {
+            Ok(response) => {
+                a.tasks = response.tasks.clone();
+                a.launched_at = Some(now);
+                a.retry_launch_at = None;
+                let arns: Vec<String> = a.tasks.iter().map(|t| t.task_arn.clone()).collect();
+                let failure = launch_failure(response);
+                match failure {
+                    None => a.phase = AttemptPhase::Running,
+                    Some(f) => {
+                        a.phase = AttemptPhase::Stopping;
+                        a.failure = Some(f);
+                    }
+                }
+                if !arns.is_empty() {
+                    self.events.push(RunEvent::TasksLaunched {
+                        step,
+                        attempt,
+                        task_arns: arns,
+                    });
+                }
+                self.request_task_definition(step, attempt);
+            }
+            Err(e) if e.transient => self.defer_launch(step, attempt, e),
+            Err(e) => {
+                a.phase = AttemptPhase::Stopping;
+                a.failure = Some(Failure {
+                    class: FailureClass::Launch,
+                    reason: e.code.clone(),
+                    message: format!("RunTask failed: {e}"),
+                });
+            }
+        }
+    }
+
+    pub(super) fn on_looked_up(
+        &mut self,
+        step: usize,
+        attempt: u32,
+        outcome: &Result<Vec<TaskRecord>, ApiError>,
+    ) {
+        self.answered.insert((step, attempt));
+        let now = self.now;
+        let cancelled = self.halt();
+        let Some(a) = self.launching_mut(step, attempt) else {
+            return;
+        };
+        match outcome {
+            Ok(tasks) if !tasks.is_empty() => {
+                a.tasks = tasks.clone();
+                a.launched_at = Some(now);
+                a.retry_launch_at = None;
+                a.phase = AttemptPhase::Running;
+                let task_arns = tasks.iter().map(|t| t.task_arn.clone()).collect();
+                self.events.push(RunEvent::TasksFound {
+                    step,
+                    attempt,
+                    task_arns,
+                });
+                self.request_task_definition(step, attempt);
+            }
+            Ok(_) if cancelled.is_some() => {
+                a.phase = AttemptPhase::Stopping;
+                a.failure = cancelled;
+            }
+            Ok(_) => {
+                let age = now.duration_since(a.created_at);
+                if age.is_positive() && age.unsigned_abs() > RELAUNCH_WINDOW {
+                    a.phase = AttemptPhase::Stopping;
+                    a.failure = Some(Failure {
+                        class: FailureClass::Infrastructure,
+                        reason: "LaunchOutcomeUnknown".into(),
+                        message: format!(
+                            "this attempt was recorded {} hours ago but no task with startedBy {} is known to ECS; \
+                             re-launching now could run the step twice, so the attempt is failed instead",
+                            age.unsigned_abs().as_secs() / 3600,
+                            a.started_by
+                        ),
+                    });
+                    return;
+                }
+                self.events.push(RunEvent::LaunchReissued { step, attempt });
+                self.push_launch(step, attempt);
+            }
+            Err(e) => self.defer_launch(step, attempt, e),
+        }
+    }
+
+    pub(super) fn defer_launch(&mut self, step: usize, attempt: u32, error: &ApiError) {
+        let now = self.now;
+        let Some(a) = self.attempt_mut(step, attempt) else {
+            return;
+        };
+        a.launch_errors += 1;
+        a.last_error = Some(error.to_string());
+        let delay = api_error_delay(
+            a.launch_errors,
+            &format!("{}/{}", a.client_token, a.launch_errors),
+        );
+        let retry_at = now.checked_add(delay).unwrap_or(now);
+        a.retry_launch_at = Some(retry_at);
+        self.events.push(RunEvent::LaunchDeferred {
+            step,
+            attempt,
+            error: error.to_string(),
+            retry_at,
+        });
+    }
+
+    pub(super) fn find_task_mut(&mut self, arn: &str) -> Option<(usize, u32, &mut TaskRecord)> {
+        self.status.steps.iter_mut().enumerate().find_map(|(i, s)| {
+            s.attempts
+                .iter_mut()
+                .filter(|a| !a.phase.is_terminal())
+                .find_map(|a| {
+                    let n = a.attempt;
+                    a.tasks
+                        .iter_mut()
+                        .find(|t| t.task_arn == arn)
+                        .map(|t| (n, t))
+                })
+                .map(|(n, t)| (i, n, t))
+        })
+    }
+
+    pub(super) fn update_task(&mut self, seen: &TaskRecord) {
+        let Some((step, attempt, task)) = self.find_task_mut(&seen.task_arn) else {
+            return;
+        };
+        if task.is_finished() {
+            return; // terminal facts never change
+        }
+        let changed = task.last_status != seen.last_status;
+        let stop_request = task.stop_request.take();
+        *task = TaskRecord {
+            stop_request,
+            missing: false,
+            ..seen.clone()
+        };
+        if changed && let Some(last_status) = seen.last_status.clone() {
+            self.events.push(RunEvent::TaskStatusChanged {
+                step,
+                attempt,
+                task_arn: seen.task_arn.clone(),
+                last_status,
+            });
+        }
+    }
+
+    pub(super) fn mark_missing(&mut self, arn: &str) {
+        let now = self.now;
+        let launched_at = self
+            .status
+            .steps
+            .iter()
+            .flat_map(|s| &s.attempts)
+            .find(|a| a.tasks.iter().any(|t| t.task_arn == arn))
+            .and_then(|a| a.launched_at);
+        let past_grace =
+            launched_at.is_none_or(|at| now.duration_since(at).unsigned_abs() >= MISSING_GRACE);
+        if let Some((_, _, task)) = self.find_task_mut(arn).filter(|_| past_grace) {
+            task.missing = true;
+        }
+    }
+}
+
+fn launch_failure(response: &LaunchResponse) -> Option<Failure> {
+    if response.failures.is_empty() && !response.tasks.is_empty() {
+        return None;
+    }
+    if response.failures.is_empty() {
+        return Some(Failure {
+            class: FailureClass::Launch,
+            reason: "NoTaskStarted".into(),
+            message: "RunTask started no task and reported no failure".into(),
+        });
+    }
+    let describe = |f: &EcsFailure| {
+        let mut text = f.reason.clone().unwrap_or_else(|| "unknown reason".into());
+        if let Some(detail) = f.detail.as_deref().filter(|d| !d.is_empty()) {
+            text.push_str(&format!(" ({detail})"));
+        }
+        if let Some(arn) = &f.arn {
+            text.push_str(&format!(" for {arn}"));
+        }
+        text
+    };
+    let reasons: Vec<String> = response.failures.iter().map(describe).collect();
+    Some(Failure {
+        class: FailureClass::Launch,
+        reason: response.failures[0]
+            .reason
+            .clone()
+            .unwrap_or_else(|| "RunTaskFailure".into()),
+        message: format!(
+            "RunTask could not start {} task(s): {}",
+            response.failures.len(),
+            reasons.join("; ")
+        ),
+    })
+}

@@ -1,0 +1,331 @@
+//! One rule at a time: order, failures, retries, judging, timeouts, deadlines, suspension.
+
+use super::fake_ecs::*;
+use super::simulation::*;
+use super::*;
+
+#[test]
+fn three_steps_run_in_order_and_succeed() {
+    let plan = plan_of(vec![step("a"), step("b"), step("c")]);
+    let sim = simulate(&plan, FakeEcs::default(), &[], None);
+    assert_eq!(sim.status.phase, RunPhase::Succeeded);
+    assert_eq!(sim.launches, vec![(0, 1), (1, 1), (2, 1)]);
+    assert_eq!(sim.ecs.run_task_calls, 3);
+}
+
+#[test]
+fn a_failing_step_stops_the_run_and_later_steps_never_launch() {
+    let plan = plan_of(vec![step("a"), step("b"), step("c")]);
+    let mut ecs = FakeEcs::default();
+    ecs.script.insert((1, 1), (Outcome::Exit(3), 1));
+    let sim = simulate(&plan, ecs, &[], None);
+    assert_eq!(sim.status.phase, RunPhase::Failed);
+    assert_eq!(sim.status.steps[2].phase, StepPhase::Pending);
+    assert!(sim.status.steps[2].attempts.is_empty());
+    let failure = sim.status.steps[1].failure.clone().unwrap();
+    assert_eq!(failure.class, FailureClass::ExitCode);
+    assert!(
+        failure.message.contains("exited with 3"),
+        "{}",
+        failure.message
+    );
+}
+
+#[test]
+fn ignore_failure_continues_and_active_false_skips() {
+    let mut b = step("b");
+    b.definition.ignore_failure = true;
+    let mut c = step("c");
+    c.definition.active = false;
+    let plan = plan_of(vec![step("a"), b, c, step("d")]);
+    let mut ecs = FakeEcs::default();
+    ecs.script.insert((1, 1), (Outcome::NoExitCode, 1));
+    let sim = simulate(&plan, ecs, &[], None);
+    assert_eq!(sim.status.phase, RunPhase::Succeeded);
+    assert!(sim.status.steps[1].failure_ignored);
+    assert_eq!(sim.status.steps[2].phase, StepPhase::Skipped);
+    assert_eq!(sim.launches, vec![(0, 1), (1, 1), (3, 1)]);
+}
+
+#[test]
+fn retries_an_infrastructure_failure_then_succeeds_with_a_new_token() {
+    let mut a = step("a");
+    a.definition.retry = Some(RetryPolicy {
+        limit: 2,
+        when: vec![RetryOn::Infrastructure],
+        backoff: Backoff {
+            initial_seconds: 10,
+            max_seconds: 60,
+            factor: 2,
+        },
+    });
+    let plan = plan_of(vec![a]);
+    let mut ecs = FakeEcs::default();
+    ecs.script
+        .insert((0, 1), (Outcome::StopCode("SpotInterruption"), 1));
+    let sim = simulate(&plan, ecs, &[], None);
+    assert_eq!(sim.status.phase, RunPhase::Succeeded);
+    let attempts = &sim.status.steps[0].attempts;
+    assert_eq!(attempts.len(), 2);
+    assert_ne!(attempts[0].client_token, attempts[1].client_token);
+    assert_eq!(
+        attempts[0].failure.as_ref().unwrap().reason,
+        "SpotInterruption"
+    );
+    let gap = attempts[1]
+        .created_at
+        .duration_since(attempts[0].finished_at.unwrap());
+    assert!(
+        gap.as_secs() >= 5,
+        "backoff of at least half the initial 10 s, got {gap:?}"
+    );
+}
+
+#[test]
+fn exit_code_failures_are_not_retried_unless_asked() {
+    let mut a = step("a");
+    a.definition.retry = Some(RetryPolicy {
+        limit: 3,
+        when: vec![RetryOn::Launch, RetryOn::Infrastructure],
+        backoff: Backoff::default(),
+    });
+    let plan = plan_of(vec![a]);
+    let mut ecs = FakeEcs::default();
+    ecs.script.insert((0, 1), (Outcome::Exit(1), 1));
+    let sim = simulate(&plan, ecs, &[], None);
+    assert_eq!(sim.status.phase, RunPhase::Failed);
+    assert_eq!(sim.status.steps[0].attempts.len(), 1);
+}
+
+#[test]
+fn essential_only_judging_reads_the_task_definition_first() {
+    use crate::step::{ContainerPolicy, ContainerSelection, SuccessPolicy};
+    let mut a = step("a");
+    a.definition.success = Some(SuccessPolicy {
+        containers: ContainerSelection::Policy(ContainerPolicy::Essential),
+        exit_codes: vec![0],
+    });
+    let plan = plan_of(vec![a]);
+    let sim = simulate(&plan, FakeEcs::default(), &[], None);
+    assert_eq!(sim.status.phase, RunPhase::Succeeded);
+    let attempt = &sim.status.steps[0].attempts[0];
+    assert_eq!(
+        attempt.essential_containers.as_deref(),
+        Some(&["app".to_owned()][..])
+    );
+}
+
+#[test]
+fn launch_failures_carry_the_ecs_reason() {
+    let plan = plan_of(vec![step("a")]);
+    let mut ecs = FakeEcs::default();
+    ecs.script.insert((0, 1), (Outcome::LaunchFailure, 0));
+    let sim = simulate(&plan, ecs, &[], None);
+    let f = sim.status.steps[0].failure.clone().unwrap();
+    assert_eq!(
+        (f.class, f.reason.as_str()),
+        (FailureClass::Launch, "RESOURCE:MEMORY")
+    );
+}
+
+#[test]
+fn throttling_defers_the_launch_and_never_fails_the_step() {
+    let plan = plan_of(vec![step("a")]);
+    let mut ecs = FakeEcs::default();
+    ecs.script.insert((0, 1), (Outcome::Throttled, 1));
+    let sim = simulate(&plan, ecs, &[], None);
+    assert_eq!(sim.status.phase, RunPhase::Succeeded);
+    assert!(
+        sim.events
+            .iter()
+            .any(|e| matches!(e, RunEvent::LaunchDeferred { .. }))
+    );
+    assert_eq!(sim.ecs.launches_by_token.len(), 1);
+}
+
+#[test]
+fn a_timeout_stops_the_tasks_and_fails_the_step() {
+    let mut a = step("a");
+    a.definition.timeout_seconds = Some(12);
+    let plan = plan_of(vec![a]);
+    let mut ecs = FakeEcs::default();
+    ecs.script.insert((0, 1), (Outcome::Exit(0), 100));
+    let sim = simulate(&plan, ecs, &[], None);
+    let f = sim.status.steps[0].failure.clone().unwrap();
+    assert_eq!(
+        (f.class, f.reason.as_str()),
+        (FailureClass::Timeout, "DeadlineExceeded")
+    );
+    let task = &sim.status.steps[0].attempts[0].tasks[0];
+    assert_eq!(
+        task.stop_request.as_ref().unwrap().reason,
+        "sequencer: step timeout exceeded"
+    );
+    assert_eq!(
+        task.stopped_reason.as_deref(),
+        Some("sequencer: step timeout exceeded")
+    );
+}
+
+#[test]
+fn count_three_is_judged_on_every_task_and_siblings_are_stopped() {
+    let mut a = step("a");
+    a.definition.parameters.count = Some(3);
+    let plan = plan_of(vec![a]);
+    let mut ecs = FakeEcs::default();
+    ecs.script.insert((0, 1), (Outcome::Exit(0), 1));
+    let sim = simulate(&plan, ecs, &[], None);
+    assert_eq!(sim.status.steps[0].attempts[0].tasks.len(), 3);
+    assert_eq!(sim.status.phase, RunPhase::Succeeded);
+}
+
+#[test]
+fn cancel_stops_running_tasks_and_fails_the_run() {
+    let plan = plan_of(vec![step("a"), step("b")]);
+    let mut ecs = FakeEcs::default();
+    ecs.script.insert((0, 1), (Outcome::Exit(0), 50));
+    let sim = simulate(&plan, ecs, &[], Some(3));
+    assert_eq!(sim.status.phase, RunPhase::Failed);
+    assert_eq!(
+        sim.status.steps[0].failure.as_ref().unwrap().class,
+        FailureClass::Cancelled
+    );
+    assert!(
+        sim.status.steps[0].attempts[0].tasks[0]
+            .stop_request
+            .as_ref()
+            .unwrap()
+            .acknowledged
+    );
+    assert!(sim.status.steps[1].attempts.is_empty());
+}
+
+#[test]
+fn the_run_deadline_stops_the_running_task_and_fails_the_run() {
+    let mut plan = plan_of(vec![step("a"), step("b")]);
+    plan.active_deadline_seconds = Some(12);
+    let mut ecs = FakeEcs::default();
+    ecs.script.insert((0, 1), (Outcome::Exit(0), 100));
+    let sim = simulate(&plan, ecs, &[], None);
+    assert_eq!(sim.status.phase, RunPhase::Failed);
+    let f = sim.status.steps[0].failure.clone().unwrap();
+    assert_eq!(
+        (f.class, f.reason.as_str()),
+        (FailureClass::Timeout, "DeadlineExceeded")
+    );
+    assert!(
+        f.message.contains("activeDeadlineSeconds of 12s"),
+        "{}",
+        f.message
+    );
+    let task = &sim.status.steps[0].attempts[0].tasks[0];
+    assert_eq!(
+        task.stop_request.as_ref().unwrap().reason,
+        "sequencer: run deadline exceeded"
+    );
+    assert!(
+        sim.status.steps[1].attempts.is_empty(),
+        "no step starts after the deadline"
+    );
+    let took = sim
+        .status
+        .completion_time
+        .unwrap()
+        .duration_since(sim.status.start_time.unwrap());
+    assert!(
+        took.as_secs() >= 12 && took.as_secs() < 20,
+        "ended {took:?} after the start"
+    );
+}
+
+#[test]
+fn a_run_deadline_is_not_ignored_by_ignore_failure_and_stops_retries() {
+    let mut a = step("a");
+    a.definition.ignore_failure = true;
+    a.definition.retry = Some(RetryPolicy {
+        limit: 5,
+        when: vec![RetryOn::ExitCode],
+        backoff: Backoff {
+            initial_seconds: 30,
+            max_seconds: 30,
+            factor: 1,
+        },
+    });
+    let mut plan = plan_of(vec![a, step("b")]);
+    plan.active_deadline_seconds = Some(20);
+    let mut ecs = FakeEcs::default();
+    ecs.script.insert((0, 1), (Outcome::Exit(1), 0));
+    let sim = simulate(&plan, ecs, &[], None);
+    assert_eq!(sim.status.phase, RunPhase::Failed, "{:#?}", sim.status);
+    assert!(!sim.status.steps[0].failure_ignored);
+    assert_eq!(
+        sim.status.steps[0].failure.as_ref().unwrap().reason,
+        "DeadlineExceeded"
+    );
+    assert_eq!(
+        sim.status.steps[0].attempts.len(),
+        1,
+        "the retry waiting 30 s never started"
+    );
+    assert!(sim.status.steps[1].attempts.is_empty());
+}
+
+#[test]
+fn suspension_holds_the_next_step_and_lets_the_running_one_finish() {
+    let mut plan = plan_of(vec![step("a"), step("b")]);
+    let mut ecs = FakeEcs::default();
+    let mut now = t0();
+    let mut status = RunStatus::new("run-s".into(), &plan);
+
+    // Suspended before the start: nothing launches.
+    plan.suspended = true;
+    let d = advance(&plan, &status, &[Observation::Tick], now);
+    assert!(d.actions.is_empty());
+    assert_eq!(d.status.phase, RunPhase::Pending);
+    status = d.status;
+
+    // Resumed: step a launches; then suspended again while it runs.
+    plan.suspended = false;
+    let d = advance(&plan, &status, &[Observation::Tick], now);
+    assert!(matches!(
+        d.actions.as_slice(),
+        [Action::Launch { step: 0, .. }]
+    ));
+    let launched = ecs.execute(&d.actions[0]);
+    status = advance(&plan, &d.status, &[launched], now).status;
+    plan.suspended = true;
+    for _ in 0..6 {
+        now += Duration::from_secs(5);
+        ecs.tick();
+        let d = advance(&plan, &status, &[Observation::Tick], now);
+        let answers: Vec<Observation> = d.actions.iter().map(|a| ecs.execute(a)).collect();
+        assert!(
+            d.actions
+                .iter()
+                .all(|a| matches!(a, Action::Describe { .. })),
+            "{:?}",
+            d.actions
+        );
+        status = advance(&plan, &d.status, &answers, now).status;
+    }
+    assert_eq!(
+        status.steps[0].phase,
+        StepPhase::Succeeded,
+        "the running step finished"
+    );
+    assert_eq!(
+        status.steps[1].phase,
+        StepPhase::Pending,
+        "the next one waits"
+    );
+    assert_eq!(status.phase, RunPhase::Running);
+
+    // Resumed again: step b launches.
+    plan.suspended = false;
+    let d = advance(&plan, &status, &[Observation::Tick], now);
+    assert!(
+        matches!(d.actions.as_slice(), [Action::Launch { step: 1, .. }]),
+        "{:?}",
+        d.actions
+    );
+}

@@ -1,0 +1,108 @@
+//! The command line's arguments and flags (clap), for every subcommand.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use sequencer_core::plan::DEFAULT_POLL_INTERVAL_SECONDS;
+
+use super::progress::OutputFormat;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sequencer",
+    version,
+    about = "Run a batch of AWS ECS tasks strictly one after another, each exactly once.",
+    args_conflicts_with_subcommands = true,
+    after_help = "Exit codes: 0 success, 1 a step failed, 2 invalid input, 3 AWS or configuration error, 130 interrupted."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a batch (the default command).
+    Run(RunArgs),
+    /// Check a batch file and print what is wrong, without calling ECS.
+    Validate(ValidateArgs),
+    /// Print the Sequence CustomResourceDefinition (what crds/ holds).
+    Crd,
+    /// Run the Sequence controller (in-cluster config, or KUBECONFIG).
+    Controller(ControllerArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ControllerArgs {
+    /// Watch only this namespace (default: all).
+    #[arg(long, env = "SEQUENCER_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Default AWS region for Sequences that name none.
+    #[arg(long, env = "AWS_REGION")]
+    pub region: Option<String>,
+    /// Seconds between two looks at a running task, for Sequences without pollIntervalSeconds.
+    #[arg(long, value_name = "SECONDS", env = "SEQUENCER_POLL_INTERVAL", default_value_t = DEFAULT_POLL_INTERVAL_SECONDS,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub poll_interval: u64,
+    /// Address for /healthz, /readyz and /metrics.
+    #[arg(long, env = "SEQUENCER_HTTP_ADDRESS", default_value = "0.0.0.0:8080")]
+    pub http_address: std::net::SocketAddr,
+    /// Lead through a Lease so that only one of several replicas works at a time.
+    #[arg(long, env = "SEQUENCER_LEADER_ELECTION")]
+    pub leader_election: bool,
+    /// The Lease's name.
+    #[arg(long, default_value = "sequencer-controller")]
+    pub lease_name: String,
+    /// The Lease's namespace (default: the pod's namespace, else `default`).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// This replica's name in the Lease (default: the pod's name, else host name and process id).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// plain: human-readable lines; json: one JSON object per line, with the span fields.
+    #[arg(long, value_enum, env = "SEQUENCER_LOG_FORMAT", default_value_t = LogFormat::Plain)]
+    pub log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The batch: a file path or s3://bucket/key[?versionId=V].
+    #[arg(env = "SEQUENCER_YAML_S3_PATH")]
+    pub batch: Option<String>,
+    /// Print the exact RunTask requests as JSON and run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep the run's status in this file; running the same command again resumes the run.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Seconds between two looks at running tasks.
+    #[arg(long, value_name = "SECONDS", env = "SEQUENCER_SLEEP_BETWEEN_CHECKS", default_value_t = DEFAULT_POLL_INTERVAL_SECONDS,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub poll_interval: u64,
+    /// human: lines to follow; json: one JSON object per event.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+    /// AWS region (default: the standard AWS chain, else us-east-1 as the seed did).
+    #[arg(long, env = "AWS_REGION")]
+    pub region: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// The batch: a file path or s3://bucket/key[?versionId=V].
+    #[arg(env = "SEQUENCER_YAML_S3_PATH")]
+    pub batch: Option<String>,
+    /// human: a short report; json: the steps as sequencer understood them.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+    #[arg(long, env = "AWS_REGION")]
+    pub region: Option<String>,
+}

@@ -1,0 +1,324 @@
+//! One reconcile of one Sequence: resolve its plan, drive the engine from `.status`, write
+//! `.status` before every action, publish what happened, and say when to look again. Deleting a
+//! Sequence stops its tasks first (finalizer).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::Resource;
+use kube::api::{Api, ApiResource, DynamicObject, ResourceExt};
+use kube::core::DeserializeGuard;
+use kube::core::error_boundary::InvalidObject;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use sequencer_core::observation::Observation;
+use sequencer_core::plan::Plan;
+use sequencer_core::status::RunStatus;
+use tracing::Instrument;
+
+use super::conditions::SPEC_CHANGED;
+use super::events::{EventCollector, publish};
+use super::metrics::KindLabel;
+use super::plan_source::{Resolved, resolve};
+use super::poller::{ClusterKey, Owner, PolledEcs};
+use super::sequence::Sequence;
+use super::status_store::{KubeStore, refused_status, replace_status_guarded};
+use super::{Context, Error, FINALIZER};
+use crate::drive::{Driven, drive};
+
+/// A running Sequence is looked at at least this often even when neither its tasks nor its
+/// timers call for it: a safety net, not the way progress is made.
+const RESYNC: Duration = Duration::from_secs(300);
+
+/// How often a Sequence whose source could not be read tries again.
+const SOURCE_RETRY: Duration = Duration::from_secs(20);
+
+pub(crate) fn error_policy(
+    _: Arc<DeserializeGuard<Sequence>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&KindLabel {
+            kind: error.metric_label().into(),
+        })
+        .inc();
+    // Conflicts resolve on the next read; stops are acknowledged within seconds; other errors
+    // are usually transient API trouble.
+    match error.innermost() {
+        Error::Conflict => {
+            tracing::debug!("status write conflicted; reconciling again from the stored status");
+            Action::requeue(Duration::from_millis(200))
+        }
+        Error::TasksStopping => Action::requeue(Duration::from_secs(1)),
+        e => {
+            tracing::warn!(error = %e, "reconcile failed; trying again in 5 s");
+            Action::requeue(Duration::from_secs(5))
+        }
+    }
+}
+
+pub(crate) async fn reconcile(
+    guard: Arc<DeserializeGuard<Sequence>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    // `sequence`, not `name`: a JSON log line already uses `name` for the span's own name.
+    let span = tracing::info_span!(
+        "reconcile",
+        namespace = guard.namespace().unwrap_or_default(),
+        sequence = guard.name_any()
+    );
+    let started = Instant::now();
+    ctx.metrics.reconciles.inc();
+    let result = reconcile_guarded(guard, &ctx).instrument(span).await;
+    ctx.metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn reconcile_guarded(
+    guard: Arc<DeserializeGuard<Sequence>>,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let seq = match &guard.0 {
+        Ok(seq) => Arc::new(seq.clone()),
+        Err(invalid) => return refuse_undecodable(invalid, ctx).await,
+    };
+    let api: Api<Sequence> =
+        Api::namespaced(ctx.client.clone(), &seq.namespace().unwrap_or_default());
+    finalizer(&api, FINALIZER, seq, |event| async {
+        match event {
+            Finalizer::Apply(seq) => apply(&api, &seq, ctx, vec![Observation::Tick]).await,
+            Finalizer::Cleanup(seq) => cleanup(&api, &seq, ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// A Sequence whose spec cannot be decoded: report it on the object itself and wait for a change.
+/// Written the same guarded way as every other status.
+async fn refuse_undecodable(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Error> {
+    let meta = &invalid.metadata;
+    let (Some(name), Some(namespace)) = (meta.name.clone(), meta.namespace.clone()) else {
+        return Ok(Action::await_change());
+    };
+    let resource = ApiResource::erase::<Sequence>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, &resource);
+    let message = format!("the Sequence cannot be read: {}", invalid.error);
+    let mut current = api.get(&name).await?;
+    let previous: Vec<Condition> = current
+        .data
+        .pointer("/status/conditions")
+        .and_then(|c| serde_json::from_value(c.clone()).ok())
+        .unwrap_or_default();
+    let status = refused_status(&previous, "InvalidSpec", &message, meta.generation, false);
+    if status.conditions == previous {
+        return Ok(Action::await_change());
+    }
+    if let Some(object) = current.data.as_object_mut() {
+        let status = serde_json::to_value(&status).map_err(kube::Error::SerdeError)?;
+        object.insert("status".into(), status);
+    }
+    replace_status_guarded(&api, current).await?;
+    let reference = ObjectReference {
+        api_version: Some(resource.api_version.clone()),
+        kind: Some(resource.kind.clone()),
+        name: Some(name),
+        namespace: Some(namespace),
+        uid: meta.uid.clone(),
+        resource_version: meta.resource_version.clone(),
+        ..Default::default()
+    };
+    tracing::warn!(%message, "refusing an undecodable Sequence");
+    let reason = "InvalidSpec";
+    warn(ctx, &reference, reason, &message).await;
+    Ok(Action::await_change())
+}
+
+/// A Warning Event on the Sequence.
+async fn warn(ctx: &Context, reference: &ObjectReference, reason: &str, message: &str) {
+    publish(
+        &ctx.recorder,
+        reference,
+        EventType::Warning,
+        reason,
+        message,
+    )
+    .await;
+}
+
+/// The poller's name for a Sequence.
+fn owner_of(seq: &Sequence) -> Owner {
+    ObjectRef::new(&seq.name_any()).within(&seq.namespace().unwrap_or_default())
+}
+
+/// Runs the Sequence as far as it can go now, then says when to look again.
+async fn apply(
+    api: &Api<Sequence>,
+    seq: &Sequence,
+    ctx: &Context,
+    observations: Vec<Observation>,
+) -> Result<Action, Error> {
+    let reference = seq.object_ref(&());
+    let region = seq
+        .status
+        .as_ref()
+        .and_then(|s| s.pinned.as_ref())
+        .map(|p| p.region.clone())
+        .or_else(|| seq.spec.region.clone());
+    let clients = ctx.aws.region(region.as_deref());
+    let mut store = KubeStore::new(api.clone(), seq);
+    let client = &ctx.client;
+    let resolved = match resolve(seq, &clients, client, ctx.default_poll_interval_seconds).await {
+        Ok(resolved) => resolved,
+        Err(refusal) => {
+            tracing::warn!(reason = refusal.reason, message = %refusal.message, "refusing the Sequence");
+            if store.refuse(refusal.reason, &refusal.message).await? {
+                let (reason, message) = (refusal.reason, &refusal.message);
+                warn(ctx, &reference, reason, message).await;
+            }
+            // A bad spec waits for an edit; a source may appear or become readable by itself
+            // (the ConfigMap is created, the S3 permission granted), so it is read again.
+            return Ok(if refusal.reason == "SourceError" {
+                Action::requeue(SOURCE_RETRY)
+            } else {
+                Action::await_change()
+            });
+        }
+    };
+    let Some(status) = stored_or_new_run(seq, &resolved, &mut store).await? else {
+        return Ok(Action::await_change());
+    };
+    let owner = owner_of(seq);
+    let plan = &resolved.plan;
+    let ecs = PolledEcs {
+        clients,
+        poller: &ctx.poller,
+        owner: owner.clone(),
+        poll_interval_seconds: plan.poll_interval_seconds,
+        metrics: &ctx.metrics,
+    };
+    let mut sink = EventCollector::new(&ctx.metrics);
+    let driven = drive(plan, status, observations, &ecs, &mut store, &mut sink).await?;
+    // The run may not have changed while the spec did: keep conditions and observedGeneration true.
+    let reported = has_true_condition(seq, SPEC_CHANGED);
+    store.refresh(&driven.status).await?;
+    let newly_changed = has_true_condition(store.object(), SPEC_CHANGED) && !reported;
+    sink.publish_all(&ctx.recorder, &reference).await;
+    if newly_changed && let Some(message) = &resolved.spec_changed {
+        let reason = "SpecChangedDuringRun";
+        warn(ctx, &reference, reason, message).await;
+    }
+    if driven.status.is_finished() {
+        ctx.poller.release(&owner);
+        return Ok(Action::await_change());
+    }
+    hand_tasks_to_poller(ctx, &owner, &ecs.clients.region, plan, &driven.status);
+    Ok(next_look(&driven))
+}
+
+/// The run as stored in `.status`, or a new one (with the plan pinned for its first write).
+/// `None` when the stored run cannot be read: the Sequence is held, and nothing is launched.
+async fn stored_or_new_run(
+    seq: &Sequence,
+    resolved: &Resolved,
+    store: &mut KubeStore,
+) -> Result<Option<RunStatus>, Error> {
+    let started = seq.status.as_ref().is_some_and(|s| s.plan.is_some());
+    if !started {
+        store.plan = serde_json::to_value(&resolved.plan.steps).ok();
+        store.pinned = Some(resolved.pinned.clone());
+    }
+    store.spec_changed = resolved.spec_changed.clone();
+    match stored_run(seq) {
+        Some(Ok(status)) => Ok(Some(status)),
+        Some(Err(e)) => {
+            let message = format!("status.run cannot be read: {e}");
+            store.refuse("InvalidStatus", &message).await?;
+            Ok(None)
+        }
+        None => Ok(Some(RunStatus::new(
+            seq.uid().unwrap_or_default(),
+            &resolved.plan,
+        ))),
+    }
+}
+
+/// Tasks launched in this reconcile are handed to the poller now, not at its next look.
+fn hand_tasks_to_poller(ctx: &Context, owner: &Owner, region: &str, plan: &Plan, run: &RunStatus) {
+    for attempt in run.steps.iter().flat_map(|s| &s.attempts) {
+        let arns = attempt.unfinished_task_arns();
+        if !arns.is_empty() {
+            let key = ClusterKey {
+                region: region.to_owned(),
+                cluster: attempt.cluster.clone(),
+            };
+            ctx.poller
+                .answer(owner, &key, plan.poll_interval_seconds, &arns);
+        }
+    }
+}
+
+/// When to reconcile again: at the engine's next timer (the poller wakes the Sequence when its
+/// tasks change), at the latest after `RESYNC`; never when nothing is due (e.g. suspended between
+/// steps): then only a change of the Sequence wakes it.
+fn next_look(driven: &Driven) -> Action {
+    if driven.wake_at.is_none() {
+        return Action::await_change();
+    }
+    let now = Timestamp::now();
+    let wait = match driven.timer_at {
+        Some(at) if at > now => at.duration_since(now).unsigned_abs().min(RESYNC),
+        Some(_) => Duration::ZERO,
+        None => RESYNC,
+    };
+    Action::requeue(wait.max(Duration::from_millis(100)))
+}
+
+fn has_true_condition(seq: &Sequence, type_: &str) -> bool {
+    seq.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == type_ && c.status == "True")
+    })
+}
+
+/// The Sequence is being deleted: stop its running tasks, then let it go.
+async fn cleanup(api: &Api<Sequence>, seq: &Sequence, ctx: &Context) -> Result<Action, Error> {
+    let running = stored_run(seq)
+        .and_then(Result::ok)
+        .is_some_and(|r| !r.is_finished());
+    if !running {
+        ctx.poller.release(&owner_of(seq));
+        return Ok(Action::await_change());
+    }
+    let deleted = Observation::CancelRequested {
+        reason: "the Sequence was deleted".into(),
+    };
+    apply(api, seq, ctx, vec![Observation::Tick, deleted]).await?;
+    // The finalizer is removed only once the run has ended (its stops acknowledged).
+    let fresh = api.get(&seq.name_any()).await?;
+    let finished = stored_run(&fresh)
+        .and_then(Result::ok)
+        .is_none_or(|r| r.is_finished());
+    if finished {
+        ctx.poller.release(&owner_of(seq));
+        Ok(Action::await_change())
+    } else {
+        Err(Error::TasksStopping)
+    }
+}
+
+/// The run kept in `.status.run`, if the run has started.
+fn stored_run(seq: &Sequence) -> Option<Result<RunStatus, serde_json::Error>> {
+    let run = seq.status.as_ref()?.run.clone()?;
+    Some(serde_json::from_value(run))
+}
