@@ -14,8 +14,15 @@ and moto does not is added here, in front of moto's own WSGI app:
     "none"; SEQ_EMU_STOP_CODE; SEQ_EMU_REASON): the emulated container then "runs" that long and
     exits so. This is the emulator's stand-in for a container image.
 * Injected faults: POST /_ext/inject {"operation": "RunTask", "kind": "throttle" | "server-error" |
-  "failures", "count": N, "reason": "...", "detail": "..."} makes the next N calls of that
-  operation fail that way ("failures" answers HTTP 200 with failures[] and no task).
+  "failures" | "error" | "lost-answer", "count": N, "reason": "...", "detail": "...", "status": S,
+  "code": "..."} makes the next N calls of that operation fail that way ("failures" answers HTTP
+  200 with failures[] and no task; "error" answers HTTP S with error code `code`, e.g. 400
+  AccessDeniedException; "lost-answer" carries the call out, then answers HTTP S (default 500)
+  with `code` (default InternalError), as when a connection drops after ECS acted).
+* Eventual consistency, as real ECS shows it: POST /_ext/consistency {"listLagSeconds": s,
+  "listLimit": n, "earlyMissingSeconds": s} makes ListTasks leave out tasks started less than s
+  seconds ago, list at most n tasks per call (no nextToken: a partial answer), and DescribeTasks
+  answer MISSING for tasks started less than s seconds ago. Zero or absent switches a lag off.
 * GET /_ext/calls lists every ECS call (operation, cluster, startedBy, clientToken, the whole request) for assertions
   such as "RunTask was called once per startedBy". POST /_ext/reset clears the extension's state.
 * POST /_ext/ecs/forget-task {"task": ARN} makes ECS forget a task (it then answers MISSING).
@@ -62,6 +69,7 @@ class Extension:
         self.injections = []
         self.started = {}  # task arn -> monotonic time of RunTask
         self.forgotten = set()
+        self.consistency = {}
 
     # ----- WSGI entry -----------------------------------------------------------------------------
 
@@ -90,17 +98,34 @@ class Extension:
             "time": time.time(),
         })
         injected = self.take_injection(operation)
-        if injected is not None:
+        lost = None
+        if injected is not None and injected[0] == "lost-answer":
+            lost = injected[1]
+        elif injected is not None:
             return respond(start_response, *injected)
         self.autopilot()
+        if lost is not None:
+            # Carry the call out, then lose its answer.
+            self.ecs_call(operation, request, body, environ, lambda *args, **kwargs: None)
+            return respond(start_response, *lost)
+        return self.ecs_call(operation, request, body, environ, start_response)
 
+    def young(self, arn, seconds):
+        """Whether a task was started less than `seconds` ago (eventual consistency windows)."""
+        return bool(seconds) and time.monotonic() - self.started.get(arn, 0) < float(seconds)
+
+    def ecs_call(self, operation, request, body, environ, start_response):
         if operation == "RunTask":
             return self.run_task(request, body, environ, start_response)
         if operation == "DescribeTasks":
             status, payload = self.forward(environ, body)
             if status == 200:
                 wanted = request.get("tasks") or []
-                payload["tasks"] = [t for t in payload.get("tasks", []) if t.get("taskArn") not in self.forgotten]
+                early = self.consistency.get("earlyMissingSeconds")
+                payload["tasks"] = [
+                    t for t in payload.get("tasks", [])
+                    if t.get("taskArn") not in self.forgotten and not self.young(t.get("taskArn"), early)
+                ]
                 known = {t.get("taskArn") for t in payload["tasks"]}
                 known_ids = {arn.rsplit("/", 1)[-1] for arn in known}
                 payload["failures"] = [
@@ -112,7 +137,10 @@ class Extension:
         if operation == "ListTasks":
             status, payload = self.forward(environ, body)
             if status == 200:
-                payload["taskArns"] = [a for a in payload.get("taskArns", []) if a not in self.forgotten]
+                lag = self.consistency.get("listLagSeconds")
+                arns = [a for a in payload.get("taskArns", []) if a not in self.forgotten and not self.young(a, lag)]
+                limit = int(self.consistency.get("listLimit") or 0)
+                payload["taskArns"] = arns[:limit] if limit > 0 else arns
             return respond(start_response, status, payload)
         if operation == "StopTask":
             task = find_task(request.get("task", ""))
@@ -164,6 +192,16 @@ class Extension:
                     return 400, {"__type": "ThrottlingException", "message": "Rate exceeded"}
                 if kind == "server-error":
                     return 500, {"__type": "ServerException", "message": "Service unavailable (injected)"}
+                if kind == "error":
+                    return int(injection.get("status", 400)), {
+                        "__type": injection.get("code", "AccessDeniedException"),
+                        "message": injection.get("reason") or "injected error",
+                    }
+                if kind == "lost-answer":
+                    return "lost-answer", (int(injection.get("status", 500)), {
+                        "__type": injection.get("code", "InternalError"),
+                        "message": "the connection dropped after the call took effect (injected)",
+                    })
                 if kind == "failures":
                     failure = {"reason": injection.get("reason", "RESOURCE:MEMORY")}
                     if injection.get("detail"):
@@ -238,9 +276,13 @@ class Extension:
             return respond(start_response, 200, {"calls": self.calls})
         if path == "/_ext/inject":
             kind = request.get("kind")
-            if kind not in ("throttle", "server-error", "failures") or not request.get("operation"):
-                return respond(start_response, 400, {"error": "need operation and kind throttle|server-error|failures"})
+            kinds = ("throttle", "server-error", "failures", "error", "lost-answer")
+            if kind not in kinds or not request.get("operation"):
+                return respond(start_response, 400, {"error": f"need operation and kind {'|'.join(kinds)}"})
             self.injections.append({**request, "count": int(request.get("count", 1))})
+            return respond(start_response, 200, {"status": "ok"})
+        if path == "/_ext/consistency":
+            self.consistency = dict(request)
             return respond(start_response, 200, {"status": "ok"})
         if path == "/_ext/ecs/finish-task":
             task = find_task(request.get("task", ""))

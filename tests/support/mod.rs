@@ -121,6 +121,30 @@ impl Emulator {
         );
     }
 
+    /// The next `count` calls of `operation` answer HTTP `status` with error `code`; with
+    /// `lost_answer`, each call is carried out first (its answer is what gets lost).
+    pub fn inject_error(
+        &self,
+        operation: &str,
+        count: u32,
+        status: u16,
+        code: &str,
+        lost_answer: bool,
+    ) {
+        let kind = if lost_answer { "lost-answer" } else { "error" };
+        self.http(
+            "POST",
+            "/_ext/inject",
+            &json!({"operation": operation, "kind": kind, "count": count, "status": status, "code": code}),
+        );
+    }
+
+    /// Eventual-consistency switches (see the emulator's doc): `listLagSeconds`, `listLimit`,
+    /// `earlyMissingSeconds`.
+    pub fn consistency(&self, switches: Value) {
+        self.http("POST", "/_ext/consistency", &switches);
+    }
+
     pub fn finish_task(
         &self,
         task_arn: &str,
