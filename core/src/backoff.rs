@@ -7,13 +7,18 @@ use sha2::{Digest, Sha256};
 
 use crate::step::Backoff;
 
-/// initial × factor^(n-1), capped at max, then scaled into [50 %, 100 %] by the seed's hash.
+/// The longest wait between attempts, whatever a policy says (the schema allows no more).
+pub const MAX_BACKOFF_SECONDS: u64 = 86_400;
+
+/// initial × factor^(n-1), capped at max (and at a day), then scaled into [50 %, 100 %] by the
+/// seed's hash.
 pub fn retry_delay(policy: &Backoff, failures: u32, seed: &str) -> Duration {
     let exponent = failures.saturating_sub(1).min(32);
     let raw = policy
         .initial_seconds
         .saturating_mul(u64::from(policy.factor).saturating_pow(exponent));
-    jittered(Duration::from_secs(raw.min(policy.max_seconds)), seed)
+    let capped = raw.min(policy.max_seconds).min(MAX_BACKOFF_SECONDS);
+    jittered(Duration::from_secs(capped), seed)
 }
 
 /// For transient API errors: 1 s doubling to at most 60 s, jittered.
@@ -47,6 +52,19 @@ mod tests {
             );
         }
         assert_eq!(retry_delay(&p, 2, "a"), retry_delay(&p, 2, "a"));
+        // Numbers past what the schema allows are capped, never a panic or an overflow to "now".
+        let absurd = Backoff {
+            initial_seconds: u64::MAX,
+            max_seconds: u64::MAX,
+            factor: u32::MAX,
+        };
+        for n in [1, 2, 40, u32::MAX] {
+            let d = retry_delay(&absurd, n, "seed").as_secs();
+            assert!(
+                (MAX_BACKOFF_SECONDS / 2..=MAX_BACKOFF_SECONDS).contains(&d),
+                "{n}: {d}"
+            );
+        }
         assert_ne!(retry_delay(&p, 2, "a"), retry_delay(&p, 2, "b"));
     }
 }

@@ -75,15 +75,24 @@ pub enum RetryOn {
     ExitCode,
     /// The attempt ran past `timeoutSeconds`.
     Timeout,
+    /// Whether the attempt ran is not known: ECS forgot its task (MISSING), or its launch could not
+    /// be confirmed within the clientToken window. A retry may run the step a second time while
+    /// the first still runs, so this is never a default: name it only for steps that are safe to
+    /// run twice.
+    OutcomeUnknown,
 }
 
 /// Exponential backoff between attempts: initial × factor^(n-1), capped, with jitter (50–100 %).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Backoff {
+    /// The first wait, in seconds (1 to 86400, a day).
     #[serde(default = "default_initial")]
+    #[schemars(range(min = 1, max = 86400))]
     pub initial_seconds: u64,
+    /// The longest wait, in seconds (1 to 86400, a day).
     #[serde(default = "default_max")]
+    #[schemars(range(min = 1, max = 86400))]
     pub max_seconds: u64,
     #[serde(default = "default_factor")]
     #[schemars(range(min = 1, max = 10))]

@@ -203,6 +203,14 @@ async fn read_source(
 /// The same checks a batch file gets (the API server checked the schema; these are the ECS limits
 /// and the rules a schema cannot say), with the key path of every problem.
 fn check_steps(steps: &[PlannedStep]) -> Result<(), Refusal> {
+    let max = crate::batch::file::MAX_STEPS;
+    if steps.len() > max {
+        let message = format!(
+            "spec.steps: {} steps; a Sequence has at most {max}",
+            steps.len()
+        );
+        return Err(Refusal::new("InvalidSpec", message));
+    }
     let checker = crate::batch::file::step_checker();
     let mut problems = Vec::new();
     for (i, step) in steps.iter().enumerate() {

@@ -31,8 +31,9 @@ use sequencer_core::plan::PlannedStep;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SequenceSpec {
-    /// The steps, in order. Give either `steps` or `source`.
+    /// The steps, in order (at most 1000). Give either `steps` or `source`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
     pub steps: Vec<PlannedStep>,
     /// Where to read a batch file in the seed's format. Give either `steps` or `source`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
