@@ -262,3 +262,68 @@ async fn a_state_file_from_another_batch_is_refused_and_nothing_runs() {
     assert!(run.stderr.contains("belongs to another batch"), "{run:?}");
     assert!(emu.calls().is_empty());
 }
+
+/// ListTasks is eventually consistent: after a crash that lost RunTask's answer, a lookup may list
+/// only some of a `count: 3` launch's tasks. The attempt must not adopt part of its launch (the
+/// untracked task would run on while the next step starts): RunTask is issued again with the
+/// same clientToken, which ECS answers with all three.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partial_lookup_of_a_counted_launch_is_completed_with_the_same_token_not_adopted() {
+    let emu = Emulator::start();
+    emu.cluster("etl").await;
+    emu.task_definition("job", &["app"], &[("SEQ_EMU_SECONDS", "5")])
+        .await;
+    let b = batch(
+        "- one:\n    type: ecs_task\n    parameters: {cluster: etl, task_definition: 'job:1', launch_type: FARGATE, count: 3}\n\
+- two:\n    type: ecs_task\n    parameters: {cluster: etl, task_definition: 'job:1', launch_type: FARGATE}\n",
+    );
+    let state = b.dir.path().join("state.json");
+    let launch = state_before_runtask(&b.path, &state);
+    let ecs = sequencer::ecs::Ecs::new(emu.ecs().await);
+    let launched = ecs.run_task(&launch).await.expect("RunTask");
+    assert_eq!(launched.tasks.len(), 3);
+    // ListTasks lists at most two tasks per answer from now on.
+    emu.consistency(serde_json::json!({"listLimit": 2}));
+
+    let run = run(emu.sequencer().args([
+        "run",
+        path_str(&b.path),
+        "--state",
+        path_str(&state),
+        "--poll-interval",
+        "1",
+        "--output",
+        "json",
+    ]));
+    assert_eq!(run.code, 0, "{run:?}");
+    let events = events(&run);
+    let reissued = events
+        .iter()
+        .find(|e| e["event"] == "launchReissued")
+        .expect("the partial lookup led to a RunTask with the same token");
+    assert_eq!(reissued["found"], 2, "{reissued}");
+    let calls = emu.calls_of("RunTask");
+    assert_eq!(
+        calls.len(),
+        3,
+        "launch, re-issue of step one, step two: {calls:?}"
+    );
+    assert_eq!(calls[1]["clientToken"], calls[0]["clientToken"]);
+    emu.consistency(serde_json::json!({})); // count with a consistent ListTasks again
+    assert_eq!(
+        emu.task_arns("etl").await.len(),
+        4,
+        "three tasks for step one, one for step two"
+    );
+    let summary = events
+        .iter()
+        .find(|e| e["event"] == "summary")
+        .expect("a summary");
+    let recorded = summary["status"]["steps"][0]["attempts"][0]["tasks"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert_eq!(
+        recorded, 3,
+        "every task of the launch is tracked: {summary}"
+    );
+}

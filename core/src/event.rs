@@ -37,10 +37,13 @@ pub enum RunEvent {
         attempt: u32,
         task_arns: Vec<String>,
     },
-    /// A resumed run found nothing and re-issues RunTask with the same clientToken.
+    /// A resumed run found none (or only some) of the launch's tasks and re-issues RunTask with
+    /// the same clientToken.
     LaunchReissued {
         step: usize,
         attempt: u32,
+        /// How many of the launch's tasks the lookup found.
+        found: usize,
     },
     LaunchDeferred {
         step: usize,
@@ -256,7 +259,11 @@ impl RunEvent {
                     .attempt_of(status, *step, *attempt)
                     .task_list(task_arns)
             }
-            RunEvent::LaunchReissued { step, attempt } => launch_reissued(status, *step, *attempt),
+            RunEvent::LaunchReissued {
+                step,
+                attempt,
+                found,
+            } => launch_reissued(status, *step, *attempt, *found),
             RunEvent::LaunchDeferred {
                 step,
                 attempt,
@@ -335,18 +342,26 @@ fn run_started(status: &RunStatus) -> Description {
         .hidden()
 }
 
-fn launch_reissued(status: &RunStatus, step: usize, attempt: u32) -> Description {
+fn launch_reissued(status: &RunStatus, step: usize, attempt: u32, found: usize) -> Description {
     let started_by = attempt_of(status, step, attempt)
         .map(|a| a.started_by.clone())
         .unwrap_or_default();
-    Description::new(
-        "launchReissued",
-        "no task found for an unconfirmed launch: re-issuing RunTask with the same clientToken",
+    let text = if found == 0 {
         format!(
             "resumed: no task with startedBy {started_by} exists; re-issuing RunTask with the same clientToken"
-        ),
+        )
+    } else {
+        format!(
+            "resumed: only {found} task(s) with startedBy {started_by} are listed yet; re-issuing RunTask with the same clientToken, which ECS answers with all the tasks it started"
+        )
+    };
+    Description::new(
+        "launchReissued",
+        "an unconfirmed launch was not found whole: re-issuing RunTask with the same clientToken",
+        text,
     )
     .attempt_of(status, step, attempt)
+    .field("found", found)
 }
 
 fn step_failed(status: &RunStatus, step: usize, failure: &Failure, ignored: bool) -> Description {

@@ -22,7 +22,7 @@ pub fn judge_task(
     let id = short_task_id(&task.task_arn);
     if task.missing {
         return Some(Failure {
-            class: FailureClass::Infrastructure,
+            class: FailureClass::OutcomeUnknown,
             reason: "TaskMissing".into(),
             message: format!(
                 "task {id} is no longer known to ECS (DescribeTasks answered MISSING); its result could not be seen. \
@@ -245,7 +245,7 @@ mod tests {
     }
 
     #[test]
-    fn missing_task_is_an_infrastructure_failure() {
+    fn a_missing_task_is_an_unknown_outcome_not_an_infrastructure_failure() {
         let t = TaskRecord {
             task_arn: "arn/x".into(),
             missing: true,
@@ -255,7 +255,7 @@ mod tests {
             judge_task(&t, &SuccessPolicy::default_policy(), None)
                 .unwrap()
                 .class,
-            FailureClass::Infrastructure
+            FailureClass::OutcomeUnknown
         );
     }
 }

@@ -231,6 +231,10 @@ pub enum FailureClass {
     ExitCode,
     Timeout,
     Cancelled,
+    /// Whether the attempt's tasks ran, or still run, is not known (ECS forgot a task; a launch
+    /// could not be confirmed in time). Never retried unless a step opts in: a new attempt could
+    /// run the step twice.
+    OutcomeUnknown,
 }
 
 impl RunStatus {

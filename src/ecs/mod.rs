@@ -6,10 +6,12 @@
 //! the core and the AWS SDK; never the CLI or the controller.
 
 pub mod clients;
+mod errors;
 pub mod request;
 
+pub use errors::api_error;
+
 use aws_sdk_ecs::Client;
-use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecs::types::{DesiredStatus, Task, TaskField};
 
 use crate::ecs::request::apply_to;
@@ -259,62 +261,6 @@ pub fn task_record(task: &Task) -> TaskRecord {
             .collect(),
         missing: false,
         stop_request: None,
-    }
-}
-
-/// Error codes AWS uses for "slow down" and "try later".
-const TRANSIENT_CODES: &[&str] = &[
-    "ThrottlingException",
-    "Throttling",
-    "TooManyRequestsException",
-    "RequestLimitExceeded",
-    "ServerException",
-    "ServiceUnavailable",
-    "ServiceUnavailableException",
-    "InternalFailure",
-    "RequestTimeout",
-];
-
-/// Classifies an SDK error. Transient errors (the SDK has already retried them with backoff)
-/// make the engine wait and try again; the rest are answers about the request itself.
-pub fn api_error<E, R>(err: SdkError<E, R>) -> ApiError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    let detail = error_chain(&err);
-    match &err {
-        SdkError::ServiceError(service) => {
-            let e = service.err();
-            let code = e.code().unwrap_or("Unknown").to_owned();
-            let transient = TRANSIENT_CODES.contains(&code.as_str());
-            ApiError {
-                transient,
-                message: e.message().map(Into::into).unwrap_or(detail),
-                code,
-            }
-        }
-        SdkError::TimeoutError(_) => ApiError {
-            transient: true,
-            code: "Timeout".into(),
-            message: detail,
-        },
-        SdkError::DispatchFailure(_) => ApiError {
-            transient: true,
-            code: "DispatchFailure".into(),
-            message: detail,
-        },
-        // A response that could not be read (e.g. an HTML 5xx page from a proxy): worth another try.
-        SdkError::ResponseError(_) => ApiError {
-            transient: true,
-            code: "ResponseError".into(),
-            message: detail,
-        },
-        _ => ApiError {
-            transient: false,
-            code: "RequestNotSent".into(),
-            message: detail,
-        },
     }
 }
 

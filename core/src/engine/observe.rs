@@ -56,6 +56,22 @@ impl DecisionDraft<'_> {
                         a.essential_containers = Some(names.clone());
                     }
                 }
+                // ECS refused (e.g. AccessDenied): the step can never be judged; fail it now rather
+                // than wait for a deadline that may not exist. Its running tasks are stopped.
+                Err(e) if !e.transient => {
+                    if let Some(a) = self.attempt_mut(*step, *attempt)
+                        && !a.phase.is_terminal()
+                    {
+                        a.phase = AttemptPhase::Stopping;
+                        a.failure.get_or_insert(Failure {
+                            class: FailureClass::Infrastructure,
+                            reason: e.code.clone(),
+                            message: format!(
+                                "DescribeTaskDefinition failed, so the step cannot be judged under `containers: essential`: {e}"
+                            ),
+                        });
+                    }
+                }
                 // Judging waits for it and it is asked again every tick; say why the step waits.
                 Err(e) => self.events.push(RunEvent::PollFailed {
                     error: format!(
@@ -121,11 +137,17 @@ impl DecisionDraft<'_> {
         self.answered.insert((step, attempt));
         let now = self.now;
         let cancelled = self.halt();
+        let expected = self
+            .plan
+            .steps
+            .get(step)
+            .map_or(1, |s| s.definition.parameters.count.unwrap_or(1) as usize);
         let Some(a) = self.launching_mut(step, attempt) else {
             return;
         };
         match outcome {
-            Ok(tasks) if !tasks.is_empty() => {
+            // Every task of the launch is there: adopt them.
+            Ok(tasks) if tasks.len() >= expected => {
                 a.tasks = tasks.clone();
                 a.launched_at = Some(now);
                 a.retry_launch_at = None;
@@ -138,27 +160,36 @@ impl DecisionDraft<'_> {
                 });
                 self.request_task_definition(step, attempt);
             }
-            Ok(_) if cancelled.is_some() => {
+            Ok(tasks) if tasks.is_empty() && cancelled.is_some() => {
                 a.phase = AttemptPhase::Stopping;
                 a.failure = cancelled;
             }
-            Ok(_) => {
+            // None, or only some (ListTasks is eventually consistent): RunTask again with the same
+            // clientToken, which ECS answers with the tasks it started, all of them; never adopt
+            // part of a launch, or a task would run untracked while the next step starts.
+            Ok(tasks) => {
                 let age = now.duration_since(a.created_at);
                 if age.is_positive() && age.unsigned_abs() > RELAUNCH_WINDOW {
                     a.phase = AttemptPhase::Stopping;
+                    a.tasks = tasks.clone();
                     a.failure = Some(Failure {
-                        class: FailureClass::Infrastructure,
+                        class: FailureClass::OutcomeUnknown,
                         reason: "LaunchOutcomeUnknown".into(),
                         message: format!(
-                            "this attempt was recorded {} hours ago but no task with startedBy {} is known to ECS; \
+                            "this attempt was recorded {} hours ago but ECS lists {} of its {expected} task(s) with startedBy {}; \
                              re-launching now could run the step twice, so the attempt is failed instead",
                             age.unsigned_abs().as_secs() / 3600,
+                            tasks.len(),
                             a.started_by
                         ),
                     });
                     return;
                 }
-                self.events.push(RunEvent::LaunchReissued { step, attempt });
+                self.events.push(RunEvent::LaunchReissued {
+                    step,
+                    attempt,
+                    found: tasks.len(),
+                });
                 self.push_launch(step, attempt);
             }
             Err(e) => self.defer_launch(step, attempt, e),

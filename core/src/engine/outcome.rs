@@ -127,6 +127,7 @@ fn retry_class(on: RetryOn) -> FailureClass {
         RetryOn::Infrastructure => FailureClass::Infrastructure,
         RetryOn::ExitCode => FailureClass::ExitCode,
         RetryOn::Timeout => FailureClass::Timeout,
+        RetryOn::OutcomeUnknown => FailureClass::OutcomeUnknown,
     }
 }
 

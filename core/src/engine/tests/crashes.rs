@@ -44,6 +44,7 @@ fn arb_outcome() -> impl Strategy<Value = (Outcome, u32)> {
         1 => Just(Outcome::StopCode("TaskFailedToStart")),
         1 => Just(Outcome::LaunchFailure),
         1 => Just(Outcome::Throttled),
+        1 => Just(Outcome::Vanish),
     ];
     (outcome, 0u32..4)
 }
@@ -61,6 +62,7 @@ proptest! {
         options in prop::collection::vec((any::<bool>(), any::<bool>(), 0u32..3, 1u32..3), 5),
         crashes in prop::collection::vec((1u32..40, any::<bool>()), 0..6),
         honours_client_token in any::<bool>(),
+        partial_lists in any::<bool>(),
     ) {
         let steps: Vec<PlannedStep> = (0..n_steps).map(|i| {
             let mut s = step(&format!("s{i}"));
@@ -74,7 +76,10 @@ proptest! {
             s
         }).collect();
         let plan = plan_of(steps);
-        let mut ecs = FakeEcs { honours_client_token, ..Default::default() };
+        // Partial ListTasks answers can only be completed by ECS's clientToken idempotency, which
+        // real ECS always has; without it they are not a world the protocol can be safe in.
+        let partial_lists = partial_lists && honours_client_token;
+        let mut ecs = FakeEcs { honours_client_token, partial_lists, ..Default::default() };
         for step in 0..n_steps {
             for attempt in 1..=3u32 {
                 ecs.script.insert((step, attempt), outcomes[(step * 3 + attempt as usize - 1) % outcomes.len()]);
@@ -88,6 +93,19 @@ proptest! {
             let attempt = attempt.expect("every launch belongs to a recorded attempt");
             prop_assert_eq!(arns.len(), attempt.tasks.len(),
                 "token {} started {} task(s) but its attempt records {}", token, arns.len(), attempt.tasks.len());
+        }
+        // An attempt whose outcome is unknown (its task vanished from ECS, its launch could not be
+        // confirmed) is never followed by another: it may still run.
+        for s in &sim.status.steps {
+            let unknown = s.attempts.iter().position(|a| {
+                a.failure.as_ref().is_some_and(|f| f.reason == "TaskMissing" || f.reason == "LaunchOutcomeUnknown")
+            });
+            if let Some(unknown) = unknown {
+                let failure = s.attempts[unknown].failure.as_ref().map(|f| f.class);
+                prop_assert_eq!(failure, Some(FailureClass::OutcomeUnknown));
+                prop_assert_eq!(unknown + 1, s.attempts.len(),
+                    "step {} started attempt {} after attempt {} ended with an unknown outcome", s.name, unknown + 2, unknown + 1);
+            }
         }
         // The end state follows from the step results.
         let blocking = sim.status.steps.iter().any(|s| s.phase == StepPhase::Failed && !s.failure_ignored);

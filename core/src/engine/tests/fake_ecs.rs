@@ -12,6 +12,8 @@ pub(crate) enum Outcome {
     LaunchFailure,
     /// RunTask throws a transient error (the call has no effect).
     Throttled,
+    /// The task keeps running, but DescribeTasks forgets it (answers MISSING).
+    Vanish,
 }
 
 #[derive(Default)]
@@ -28,6 +30,8 @@ pub(crate) struct FakeEcs {
     /// Outcome per (step, attempt); default success.
     pub(crate) script: HashMap<(usize, u32), (Outcome, u32)>,
     pub(crate) next_id: u32,
+    /// ListTasks answers with one task at most (eventual consistency: the others not yet listed).
+    pub(crate) partial_lists: bool,
 }
 
 impl FakeEcs {
@@ -120,11 +124,13 @@ impl FakeEcs {
                 started_by,
                 ..
             } => {
-                let tasks = self
+                let listed = self
                     .tasks
                     .iter()
                     .filter(|t| &t.1 == started_by)
-                    .map(|t| t.0.clone())
+                    .map(|t| t.0.clone());
+                let tasks = listed
+                    .take(if self.partial_lists { 1 } else { 10 })
                     .collect();
                 Observation::LookedUp {
                     step: *step,
@@ -133,12 +139,16 @@ impl FakeEcs {
                 }
             }
             Action::Describe { task_arns, .. } => {
-                let tasks = task_arns.iter().map(|a| self.snapshot(a)).collect();
+                let vanished = |arn: &String| {
+                    self.tasks
+                        .iter()
+                        .any(|t| &t.0.task_arn == arn && t.3 == Outcome::Vanish)
+                };
+                let (missing, known): (Vec<String>, Vec<String>) =
+                    task_arns.iter().cloned().partition(vanished);
+                let tasks = known.iter().map(|a| self.snapshot(a)).collect();
                 Observation::Described {
-                    outcome: Ok(DescribeResponse {
-                        tasks,
-                        missing: vec![],
-                    }),
+                    outcome: Ok(DescribeResponse { tasks, missing }),
                 }
             }
             Action::StopTask {
@@ -178,7 +188,7 @@ impl FakeEcs {
     /// Time passes: running tasks get closer to their end.
     pub(crate) fn tick(&mut self) {
         for (task, _, ticks, outcome) in &mut self.tasks {
-            if task.last_status.as_deref() == Some("STOPPED") {
+            if task.last_status.as_deref() == Some("STOPPED") || *outcome == Outcome::Vanish {
                 continue;
             }
             if *ticks > 0 {
