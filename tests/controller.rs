@@ -436,3 +436,99 @@ async fn without_the_crd_the_controller_names_it_and_how_to_install_it_then_exit
         "{stderr}"
     );
 }
+
+/// A status this controller cannot read (here an attempt phase from a newer version, beside a
+/// field it does not know) is never overwritten and never restarted: the Sequence is held with a
+/// `Held` condition and a Warning Event and nothing is launched. Once the status reads again, the
+/// run goes on from it, each step launched once.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreadable_status_is_held_never_overwritten_or_restarted() {
+    let world = World::start().await;
+    let controller = world.controller();
+    world
+        .create(
+            "future",
+            json!([step("one", "steady"), step("two", "quick")]),
+        )
+        .await;
+    let api = world.sequences();
+    // Wait until step one's task is recorded.
+    let start = Instant::now();
+    let run = loop {
+        let seq = api.get("future").await.unwrap();
+        let run = seq.status.and_then(|s| s.run).unwrap_or_default();
+        if run["steps"][0]["attempts"][0]["tasks"][0]["taskArn"].is_string() {
+            break run;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{run}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut future = run.clone();
+    future["steps"][0]["attempts"][0]["phase"] = json!("Adopting");
+    future["aFieldFromTheFuture"] = json!({"kept": true});
+    api.patch_status(
+        "future",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"run": future}})),
+    )
+    .await
+    .expect("write a status from a newer version");
+
+    let held = world
+        .wait_condition("future", "Held", Duration::from_secs(60))
+        .await;
+    let status = held.status.clone().unwrap();
+    let condition = condition_of(&status, "Held");
+    assert_eq!(condition.reason, "StatusUnreadable");
+    assert!(
+        condition.message.contains("status.run cannot be read")
+            && condition.message.contains("Adopting"),
+        "{condition:?}"
+    );
+    let kept = status.run.clone().unwrap();
+    assert_eq!(
+        kept["steps"][0]["attempts"][0]["phase"], "Adopting",
+        "{kept}"
+    );
+    assert_eq!(kept["aFieldFromTheFuture"]["kept"], true, "{kept}");
+    assert!(
+        status.plan.is_some() && status.pinned.is_some(),
+        "{status:?}"
+    );
+    world.wait_events(&["StatusUnreadable"]).await;
+    // Held: step one's task finishes meanwhile, but nothing is decided or launched.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        world.emu.calls_of("RunTask").len(),
+        1,
+        "nothing launched while held"
+    );
+    let still = api.get("future").await.unwrap().status.unwrap();
+    assert_eq!(
+        still.run.unwrap()["steps"][0]["attempts"][0]["phase"],
+        "Adopting"
+    );
+
+    // Repaired: the run goes on from the stored status.
+    api.patch_status(
+        "future",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"run": run}})),
+    )
+    .await
+    .expect("repair the status");
+    let done = world
+        .wait_condition("future", "Complete", Duration::from_secs(90))
+        .await;
+    let conditions = done.status.unwrap().conditions;
+    assert!(
+        !conditions
+            .iter()
+            .any(|c| c.type_ == "Held" && c.status == "True"),
+        "{conditions:?}"
+    );
+    let calls = world.emu.calls_of("RunTask");
+    assert_eq!(calls.len(), 2, "each step launched once: {calls:?}");
+    assert_ne!(calls[0]["clientToken"], calls[1]["clientToken"]);
+    stop(controller);
+}

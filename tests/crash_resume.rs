@@ -327,3 +327,27 @@ async fn a_partial_lookup_of_a_counted_launch_is_completed_with_the_same_token_n
         "every task of the launch is tracked: {summary}"
     );
 }
+
+/// A state file edited by hand so that its run no longer fits its batch (a step removed) is
+/// refused with the reason; nothing runs and nothing panics.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_state_file_that_does_not_fit_its_batch_is_refused_and_nothing_runs() {
+    let emu = Emulator::start();
+    let b = batch(TWO_STEPS);
+    let state = b.dir.path().join("state.json");
+    state_before_runtask(&b.path, &state);
+    let mut edited: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let steps = edited["status"]["steps"].as_array_mut().expect("steps");
+    steps.pop();
+    std::fs::write(&state, edited.to_string()).unwrap();
+    let run = run(emu
+        .sequencer()
+        .args(["run", path_str(&b.path), "--state", path_str(&state)]));
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("does not fit its batch") && run.stderr.contains("records 1 step(s)"),
+        "{run:?}"
+    );
+    assert!(emu.calls().is_empty());
+}

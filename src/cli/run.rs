@@ -129,6 +129,15 @@ async fn open_state(
             ),
         ));
     }
+    if let Some(why) = sequencer_core::engine::mismatch(plan, &state.status) {
+        return Err(fail(
+            Exit::InvalidInput,
+            format!(
+                "the state file {} does not fit its batch: {why}. It was edited or damaged; nothing was run",
+                path.display()
+            ),
+        ));
+    }
     if state.status.is_finished() {
         reporter.note(
             "alreadyFinished",

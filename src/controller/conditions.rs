@@ -9,6 +9,11 @@
 //! - `SpecChanged`: `spec.steps`, `spec.source` or `spec.region` changed after the run started;
 //!   the run goes on with the plan pinned at its start.
 //!
+//! - `Held`: the controller cannot continue the run from what `.status` says (a status it cannot
+//!   read, e.g. written by a newer version or edited by hand; a run that does not fit its plan).
+//!   It launches nothing and overwrites nothing until the status reads again; the reason is
+//!   `StatusUnreadable` or `InvalidSpec`, the message names the field.
+//!
 //! A condition's `lastTransitionTime` changes only when its status does.
 
 use jiff::Timestamp;
@@ -21,6 +26,36 @@ pub const COMPLETE: &str = "Complete";
 pub const FAILED: &str = "Failed";
 pub const SUSPENDED: &str = "Suspended";
 pub const SPEC_CHANGED: &str = "SpecChanged";
+pub const HELD: &str = "Held";
+
+/// `previous` with the `Held` condition set to True for `reason` and `message`; every other
+/// condition is kept as it was.
+pub fn held(
+    previous: &[Condition],
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Vec<Condition> {
+    let since = previous
+        .iter()
+        .find(|c| c.type_ == HELD && c.status == "True")
+        .map_or(Time(now), |c| c.last_transition_time.clone());
+    let mut conditions: Vec<Condition> = previous
+        .iter()
+        .filter(|c| c.type_ != HELD)
+        .cloned()
+        .collect();
+    conditions.push(Condition {
+        type_: HELD.into(),
+        status: "True".into(),
+        reason: reason.into(),
+        message: message.into(),
+        last_transition_time: since,
+        observed_generation: generation,
+    });
+    conditions
+}
 
 /// What the conditions are computed from besides the run.
 #[derive(Clone, Debug, Default)]

@@ -15,6 +15,12 @@ pub enum Error {
     /// finalizer needs an error here (the finalizer helper removes it on success).
     #[error("the deleted Sequence's tasks are still being stopped")]
     TasksStopping,
+    /// A deleted Sequence whose run cannot be read: its tasks cannot be found to stop them, so the
+    /// finalizer stays (the `Held` condition says why) rather than leave tasks running untracked.
+    #[error(
+        "the deleted Sequence's run cannot be read, so its tasks cannot be stopped; it is held"
+    )]
+    HeldOnDeletion,
     #[error("{0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
@@ -26,6 +32,7 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::Conflict => "conflict",
             Error::TasksStopping => "tasks_stopping",
+            Error::HeldOnDeletion => "held",
             Error::Finalizer(_) => "finalizer",
         }
     }

@@ -16,12 +16,13 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
+use sequencer_core::engine::mismatch;
 use sequencer_core::observation::Observation;
 use sequencer_core::plan::Plan;
 use sequencer_core::status::RunStatus;
 use tracing::Instrument;
 
-use super::conditions::SPEC_CHANGED;
+use super::conditions::{SPEC_CHANGED, held};
 use super::events::{EventCollector, publish};
 use super::metrics::KindLabel;
 use super::plan_source::{Resolved, resolve};
@@ -57,6 +58,8 @@ pub(crate) fn error_policy(
             Action::requeue(Duration::from_millis(200))
         }
         Error::TasksStopping => Action::requeue(Duration::from_secs(1)),
+        // Waits for the status to be repaired; a change of the Sequence wakes it sooner.
+        Error::HeldOnDeletion => Action::requeue(Duration::from_secs(60)),
         e => {
             tracing::warn!(error = %e, "reconcile failed; trying again in 5 s");
             Action::requeue(Duration::from_secs(5))
@@ -119,12 +122,32 @@ async fn refuse_undecodable(invalid: &InvalidObject, ctx: &Context) -> Result<Ac
         .pointer("/status/conditions")
         .and_then(|c| serde_json::from_value(c.clone()).ok())
         .unwrap_or_default();
-    let status = refused_status(&previous, "InvalidSpec", &message, meta.generation, false);
-    if status.conditions == previous {
+    // A run already under way is held, its status kept as it is; one that never started is refused.
+    let started = current.data.pointer("/status/run").is_some();
+    let conditions = if started {
+        held(
+            &previous,
+            "InvalidSpec",
+            &message,
+            meta.generation,
+            Timestamp::now(),
+        )
+    } else {
+        refused_status(&previous, "InvalidSpec", &message, meta.generation, false).conditions
+    };
+    if conditions == previous {
         return Ok(Action::await_change());
     }
+    let status = if started {
+        let mut status = current.data.get("status").cloned().unwrap_or_default();
+        status["conditions"] =
+            serde_json::to_value(&conditions).map_err(kube::Error::SerdeError)?;
+        status
+    } else {
+        let refused = refused_status(&previous, "InvalidSpec", &message, meta.generation, false);
+        serde_json::to_value(&refused).map_err(kube::Error::SerdeError)?
+    };
     if let Some(object) = current.data.as_object_mut() {
-        let status = serde_json::to_value(&status).map_err(kube::Error::SerdeError)?;
         object.insert("status".into(), status);
     }
     replace_status_guarded(&api, current).await?;
@@ -179,6 +202,11 @@ async fn apply(
     let client = &ctx.client;
     let resolved = match resolve(seq, &clients, client, ctx.default_poll_interval_seconds).await {
         Ok(resolved) => resolved,
+        Err(refusal) if refusal.reason == "InvalidStatus" => {
+            // The pinned plan cannot be read: hold, never overwrite the run with a refusal.
+            hold(seq, &mut store, ctx, "StatusUnreadable", &refusal.message).await?;
+            return Ok(Action::await_change());
+        }
         Err(refusal) => {
             tracing::warn!(reason = refusal.reason, message = %refusal.message, "refusing the Sequence");
             if store.refuse(refusal.reason, &refusal.message).await? {
@@ -194,7 +222,7 @@ async fn apply(
             });
         }
     };
-    let Some(status) = stored_or_new_run(seq, &resolved, &mut store).await? else {
+    let Some(status) = stored_or_new_run(seq, &resolved, &mut store, ctx).await? else {
         return Ok(Action::await_change());
     };
     let owner = owner_of(seq);
@@ -226,11 +254,13 @@ async fn apply(
 }
 
 /// The run as stored in `.status`, or a new one (with the plan pinned for its first write).
-/// `None` when the stored run cannot be read: the Sequence is held, and nothing is launched.
+/// `None` when the stored run cannot be read or does not fit its plan: the Sequence is held
+/// (nothing launched, nothing overwritten) until it reads again.
 async fn stored_or_new_run(
     seq: &Sequence,
     resolved: &Resolved,
     store: &mut KubeStore,
+    ctx: &Context,
 ) -> Result<Option<RunStatus>, Error> {
     let started = seq.status.as_ref().is_some_and(|s| s.plan.is_some());
     if !started {
@@ -238,18 +268,39 @@ async fn stored_or_new_run(
         store.pinned = Some(resolved.pinned.clone());
     }
     store.spec_changed = resolved.spec_changed.clone();
-    match stored_run(seq) {
-        Some(Ok(status)) => Ok(Some(status)),
-        Some(Err(e)) => {
-            let message = format!("status.run cannot be read: {e}");
-            store.refuse("InvalidStatus", &message).await?;
-            Ok(None)
+    let unreadable = match stored_run(seq) {
+        Some(Ok(status)) => match mismatch(&resolved.plan, &status) {
+            None => return Ok(Some(status)),
+            Some(why) => format!("status.run does not fit the pinned plan in status.plan: {why}"),
+        },
+        Some(Err(e)) => format!("status.run cannot be read: {e}"),
+        None => {
+            let run = RunStatus::new(seq.uid().unwrap_or_default(), &resolved.plan);
+            return Ok(Some(run));
         }
-        None => Ok(Some(RunStatus::new(
-            seq.uid().unwrap_or_default(),
-            &resolved.plan,
-        ))),
+    };
+    hold(seq, store, ctx, "StatusUnreadable", &unreadable).await?;
+    Ok(None)
+}
+
+/// Holds the Sequence (see `KubeStore::hold`) with a Warning Event when it is newly held.
+async fn hold(
+    seq: &Sequence,
+    store: &mut KubeStore,
+    ctx: &Context,
+    reason: &str,
+    message: &str,
+) -> Result<(), Error> {
+    tracing::warn!(
+        reason,
+        message,
+        "holding the Sequence: its status cannot be continued"
+    );
+    if store.hold(reason, message).await? {
+        let note = format!("{message}; nothing is launched until the status can be read");
+        warn(ctx, &seq.object_ref(&()), reason, &note).await;
     }
+    Ok(())
 }
 
 /// Tasks launched in this reconcile are handed to the poller now, not at its next look.
@@ -293,6 +344,15 @@ fn has_true_condition(seq: &Sequence, type_: &str) -> bool {
 
 /// The Sequence is being deleted: stop its running tasks, then let it go.
 async fn cleanup(api: &Api<Sequence>, seq: &Sequence, ctx: &Context) -> Result<Action, Error> {
+    if let Some(Err(e)) = stored_run(seq) {
+        let message = format!(
+            "status.run cannot be read ({e}), so the deleted Sequence's tasks cannot be found and stopped; \
+             the finalizer stays until the status reads again (or is removed by hand once its tasks are stopped)"
+        );
+        let mut store = KubeStore::new(api.clone(), seq);
+        hold(seq, &mut store, ctx, "StatusUnreadable", &message).await?;
+        return Err(Error::HeldOnDeletion);
+    }
     let running = stored_run(seq)
         .and_then(Result::ok)
         .is_some_and(|r| !r.is_finished());

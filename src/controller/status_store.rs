@@ -10,7 +10,7 @@ use kube::api::{Api, PostParams, ResourceExt};
 use serde_json::Value;
 
 use super::{Error, FIELD_MANAGER};
-use crate::controller::conditions::{self, conditions};
+use crate::controller::conditions::{self, conditions, held};
 use crate::controller::sequence::{PinnedSpec, Sequence, SequenceStatus};
 use crate::drive::StatusStore;
 use sequencer_core::plan::Plan;
@@ -58,6 +58,25 @@ impl KubeStore {
             message,
             self.object.meta().generation,
             self.object.spec.suspend,
+        );
+        if self.object.status.as_ref() == Some(&status) {
+            return Ok(false);
+        }
+        self.write(status).await.map(|()| true)
+    }
+
+    /// Holds the Sequence: its stored status stays exactly as it is (a run this controller cannot
+    /// read is never overwritten or restarted) but for the `Held` condition saying why. Returns
+    /// whether the status changed (false when it already said so).
+    pub async fn hold(&mut self, reason: &str, message: &str) -> Result<bool, Error> {
+        let mut status = self.object.status.clone().unwrap_or_default();
+        let generation = self.object.meta().generation;
+        status.conditions = held(
+            &status.conditions,
+            reason,
+            message,
+            generation,
+            Timestamp::now(),
         );
         if self.object.status.as_ref() == Some(&status) {
             return Ok(false);

@@ -49,6 +49,41 @@ pub const RELAUNCH_WINDOW: Duration = Duration::from_secs(12 * 3600);
 /// DescribeTasks takes at most this many ARNs.
 pub const DESCRIBE_BATCH: usize = 100;
 
+/// Why `status` cannot be a run of `plan`, if it cannot: another plan's status, or one edited by
+/// hand. Runners check this before driving a stored status and hold the run with the reason;
+/// `advance` refuses such a status too (it decides nothing), so it never indexes past the plan.
+pub fn mismatch(plan: &Plan, status: &RunStatus) -> Option<String> {
+    if status.plan_digest != plan.digest() {
+        return Some(format!(
+            "the run's planDigest {} is not the digest of its plan ({})",
+            status.plan_digest,
+            plan.digest()
+        ));
+    }
+    let steps = plan.steps.len();
+    if status.steps.len() != steps || status.total_steps != steps {
+        return Some(format!(
+            "the run records {} step(s) (totalSteps {}) but its plan has {steps}",
+            status.steps.len(),
+            status.total_steps
+        ));
+    }
+    let renamed = plan
+        .steps
+        .iter()
+        .zip(&status.steps)
+        .position(|(p, s)| p.name != s.name);
+    if let Some(i) = renamed {
+        return Some(format!(
+            "the run's step {} is named {:?} but the plan's is {:?}",
+            i + 1,
+            status.steps[i].name,
+            plan.steps[i].name
+        ));
+    }
+    None
+}
+
 pub fn advance(
     plan: &Plan,
     status: &RunStatus,
@@ -64,6 +99,15 @@ pub fn advance(
         answered: HashSet::new(),
         tick: false,
     };
+    if mismatch(plan, status).is_some() {
+        return Decision {
+            status: status.clone(),
+            actions: Vec::new(),
+            events: Vec::new(),
+            wake_at: None,
+            timer_at: None,
+        };
+    }
     if draft.status.phase.is_terminal() {
         return draft.finish();
     }

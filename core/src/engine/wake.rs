@@ -49,7 +49,11 @@ impl DecisionDraft<'_> {
                 {
                     at(poll);
                 }
-                let timeout = self.plan.steps[index].definition.timeout_seconds;
+                let timeout = self
+                    .plan
+                    .steps
+                    .get(index)
+                    .and_then(|s| s.definition.timeout_seconds);
                 if let (Some(secs), Some(launched)) = (timeout, a.launched_at)
                     && let Ok(deadline) = launched.checked_add(Duration::from_secs(secs))
                 {

@@ -4,6 +4,7 @@
 //! idempotency), DescribeTasks, StopTask, ListTasks by startedBy, DescribeTaskDefinition. Each
 //! task follows a script: run for some ticks, then stop with an exit code or a stop code.
 
+mod arbitrary;
 mod crashes;
 mod fake_ecs;
 mod scenarios;
