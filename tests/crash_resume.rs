@@ -351,3 +351,69 @@ async fn a_state_file_that_does_not_fit_its_batch_is_refused_and_nothing_runs() 
     );
     assert!(emu.calls().is_empty());
 }
+
+/// A startedBy carries only a hash of the run, so another run's task may carry the same one. A
+/// resumed lookup that finds such a task (its `sequencer.dev/run` tag names another run) leaves
+/// it alone and launches its own with the recorded clientToken.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_of_another_run_with_the_same_started_by_is_never_adopted() {
+    let emu = Emulator::start();
+    emu.cluster("etl").await;
+    emu.task_definition("job", &["app"], &[("SEQ_EMU_SECONDS", "3")])
+        .await;
+    let b = batch(TWO_STEPS);
+    let state = b.dir.path().join("state.json");
+    let sequencer_core::action::Action::Launch { identity, .. } =
+        state_before_runtask(&b.path, &state)
+    else {
+        unreachable!()
+    };
+    // Another run's task, same startedBy, its own run tag and token.
+    let foreign = emu
+        .ecs()
+        .await
+        .run_task()
+        .cluster("etl")
+        .task_definition("job:1")
+        .started_by(&identity.started_by)
+        .client_token("another-run-token")
+        .tags(
+            aws_sdk_ecs::types::Tag::builder()
+                .key("sequencer.dev/run")
+                .value("another-run")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("a foreign task");
+    let foreign_arn = foreign.tasks()[0].task_arn().unwrap().to_owned();
+
+    let run = run(emu.sequencer().args([
+        "run",
+        path_str(&b.path),
+        "--state",
+        path_str(&state),
+        "--poll-interval",
+        "1",
+        "--output",
+        "json",
+    ]));
+    assert_eq!(run.code, 0, "{run:?}");
+    let events = events(&run);
+    let ignored = events
+        .iter()
+        .find(|e| e["event"] == "foreignTasksIgnored")
+        .expect("the foreign task was reported");
+    assert_eq!(ignored["taskArns"][0], foreign_arn.as_str());
+    assert!(events.iter().any(|e| e["event"] == "launchReissued"));
+    let summary = events.iter().find(|e| e["event"] == "summary").unwrap();
+    let own = &summary["status"]["steps"][0]["attempts"][0]["tasks"];
+    assert_eq!(own.as_array().map_or(0, Vec::len), 1, "{summary}");
+    assert_ne!(own[0]["taskArn"], foreign_arn.as_str());
+    let tokens: Vec<String> = emu
+        .calls_of("RunTask")
+        .iter()
+        .filter_map(|c| c["clientToken"].as_str().map(String::from))
+        .collect();
+    assert_eq!(tokens[1], identity.client_token, "{tokens:?}");
+}

@@ -37,6 +37,13 @@ pub enum RunEvent {
         attempt: u32,
         task_arns: Vec<String>,
     },
+    /// A lookup by startedBy found tasks of another run (the startedBy carries only a hash of the
+    /// run): they are left alone, never adopted.
+    ForeignTasksIgnored {
+        step: usize,
+        attempt: u32,
+        task_arns: Vec<String>,
+    },
     /// A resumed run found none (or only some) of the launch's tasks and re-issues RunTask with
     /// the same clientToken.
     LaunchReissued {
@@ -264,6 +271,20 @@ impl RunEvent {
                 attempt,
                 found,
             } => launch_reissued(status, *step, *attempt, *found),
+            RunEvent::ForeignTasksIgnored {
+                step,
+                attempt,
+                task_arns,
+            } => {
+                let text = format!(
+                    "ignored task(s) of another run that carry the same startedBy: {}",
+                    task_arns.join(", ")
+                );
+                Description::new("foreignTasksIgnored", "foreign task ignored", text)
+                    .attempt_of(status, *step, *attempt)
+                    .task_list(task_arns)
+                    .warning()
+            }
             RunEvent::LaunchDeferred {
                 step,
                 attempt,

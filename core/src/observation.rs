@@ -1,6 +1,8 @@
 //! What the engine is told: answers from ECS, the clock ticking, a request to cancel.
 //! Adapters turn AWS responses into these; the engine never sees an SDK type.
 
+use jiff::Timestamp;
+
 use crate::status::TaskRecord;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -47,8 +49,28 @@ pub struct LaunchResponse {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DescribeResponse {
     pub tasks: Vec<TaskRecord>,
-    /// ARNs ECS answered MISSING for.
-    pub missing: Vec<String>,
+    /// Tasks ECS answered MISSING for.
+    pub missing: Vec<MissingTask>,
+}
+
+/// A task DescribeTasks answered MISSING for, and when ECS gave that answer. A MISSING shortly
+/// after the launch is ECS's eventual consistency, not a lost task: the engine judges a task
+/// missing only on an answer given after the grace period, however late the answer is served.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MissingTask {
+    pub task_arn: String,
+    /// `None`: the answer is fresh (given just now).
+    pub answered_at: Option<Timestamp>,
+}
+
+impl MissingTask {
+    /// A MISSING answered just now.
+    pub fn fresh(task_arn: impl Into<String>) -> Self {
+        MissingTask {
+            task_arn: task_arn.into(),
+            answered_at: None,
+        }
+    }
 }
 
 /// An entry of an ECS `failures[]` list.

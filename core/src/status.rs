@@ -183,6 +183,10 @@ pub struct TaskRecord {
     pub missing: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_request: Option<StopRequest>,
+    /// The task's `sequencer.dev/run` tag as ECS reported it: which run launched it. Used to tell
+    /// a lookup's own tasks from a foreign run's whose startedBy happens to be the same; not kept.
+    #[serde(skip)]
+    pub run_tag: Option<String>,
 }
 
 impl TaskRecord {

@@ -40,6 +40,10 @@ impl<'a> EventCollector<'a> {
                 let outcome = if *ignored { "failed_ignored" } else { "failed" };
                 self.step_ended(status, *step, outcome);
             }
+            RunEvent::ForeignTasksIgnored { task_arns, .. } => {
+                let count = task_arns.len() as u64;
+                self.metrics.foreign_tasks_ignored.inc_by(count);
+            }
             RunEvent::StepSkipped { .. } => {
                 self.metrics.step_ended("skipped", None);
             }

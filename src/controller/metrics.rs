@@ -52,6 +52,7 @@ pub struct Metrics {
     pub ecs_calls: Family<EcsCallLabels, Counter>,
     pub ecs_throttles: Family<OperationLabel, Counter>,
     pub running_tasks: Gauge,
+    pub foreign_tasks_ignored: Counter,
     pub leader: Gauge,
     encode_lock: Mutex<()>,
 }
@@ -112,6 +113,12 @@ impl Metrics {
             "ECS API calls refused by throttling, by operation",
             ecs_throttles.clone(),
         );
+        let foreign_tasks_ignored = Counter::default();
+        registry.register(
+            "foreign_tasks_ignored",
+            "Tasks a lookup by startedBy found that another run launched (left alone, never adopted)",
+            foreign_tasks_ignored.clone(),
+        );
         let running_tasks = Gauge::default();
         registry.register(
             "running_tasks",
@@ -135,6 +142,7 @@ impl Metrics {
             ecs_calls,
             ecs_throttles,
             running_tasks,
+            foreign_tasks_ignored,
             leader,
             encode_lock: Mutex::new(()),
         }

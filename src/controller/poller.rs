@@ -21,9 +21,10 @@ use crate::controller::metrics::Metrics;
 use crate::controller::sequence::Sequence;
 use crate::ecs::Executor;
 use crate::ecs::clients::{AwsClients, RegionClients};
+use jiff::Timestamp;
 use sequencer_core::action::Action;
 use sequencer_core::engine::DESCRIBE_BATCH;
-use sequencer_core::observation::{ApiError, DescribeResponse, Observation};
+use sequencer_core::observation::{ApiError, DescribeResponse, MissingTask, Observation};
 use sequencer_core::status::TaskRecord;
 
 /// A Sequence, named as the controller's reconcile queue names it.
@@ -40,7 +41,9 @@ pub struct ClusterKey {
 #[derive(Clone, Debug, PartialEq)]
 enum Known {
     Task(Box<TaskRecord>),
-    Missing,
+    /// ECS answered MISSING, at this time (last asked). The time travels with the answer so that
+    /// an early MISSING served late, after a run of failed polls, is never taken for a lost task.
+    Missing(Timestamp),
 }
 
 struct Watched {
@@ -160,9 +163,12 @@ impl Poller {
                     interest.delivered = true;
                     response.tasks.push(task.as_ref().clone());
                 }
-                Some(Known::Missing) => {
+                Some(Known::Missing(at)) => {
                     interest.delivered = true;
-                    response.missing.push(arn.clone());
+                    response.missing.push(MissingTask {
+                        task_arn: arn.clone(),
+                        answered_at: Some(*at),
+                    });
                 }
                 None => {}
             }
@@ -250,8 +256,9 @@ impl Poller {
             .into_iter()
             .map(|t| (t.task_arn.clone(), Known::Task(Box::new(t))))
             .collect();
-        for arn in response.missing {
-            seen.insert(arn, Known::Missing);
+        let answered_at = Timestamp::now();
+        for missing in response.missing {
+            seen.insert(missing.task_arn, Known::Missing(answered_at));
         }
         let mut wake = Vec::new();
         {
@@ -268,6 +275,11 @@ impl Poller {
                 let Some(known) = seen.remove(arn) else {
                     continue;
                 };
+                // Another MISSING only refreshes its time: the Sequence's grace timer looks again.
+                if let (Some(Known::Missing(_)), Known::Missing(_)) = (&entry.known, &known) {
+                    entry.known = Some(known);
+                    continue;
+                }
                 if entry.known.as_ref() != Some(&known) {
                     entry.known = Some(known);
                     for (owner, interest) in &mut entry.owners {
@@ -405,7 +417,7 @@ mod tests {
             for arn in arns {
                 match tasks.get(arn) {
                     Some(t) => response.tasks.push(t.clone()),
-                    None => response.missing.push(arn.clone()),
+                    None => response.missing.push(MissingTask::fresh(arn.clone())),
                 }
             }
             Ok(response)
@@ -604,7 +616,12 @@ mod tests {
         assert!(calls.iter().any(|(k, _)| k == &other));
         assert_eq!(drain(&mut woken), vec!["a".to_owned(), "b".to_owned()]);
         let b = poller.answer(&owner("b"), &other, 10, &["arn:gone".into()]);
-        assert_eq!(b.missing, vec!["arn:gone".to_owned()]);
+        assert_eq!(b.missing.len(), 1);
+        assert_eq!(b.missing[0].task_arn, "arn:gone");
+        assert!(
+            b.missing[0].answered_at.is_some(),
+            "a served MISSING carries when ECS gave it"
+        );
         assert!(b.tasks.is_empty());
     }
 }

@@ -17,8 +17,9 @@ use aws_sdk_ecs::types::{DesiredStatus, Task, TaskField};
 use crate::ecs::request::apply_to;
 use sequencer_core::action::Action;
 use sequencer_core::engine::DESCRIBE_BATCH;
+use sequencer_core::identity::TAG_RUN;
 use sequencer_core::observation::{
-    ApiError, DescribeResponse, EcsFailure, LaunchResponse, Observation,
+    ApiError, DescribeResponse, EcsFailure, LaunchResponse, MissingTask, Observation,
 };
 use sequencer_core::status::{ContainerRecord, TaskRecord};
 
@@ -105,6 +106,8 @@ impl Ecs {
                 .describe_tasks()
                 .set_cluster(cluster.map(Into::into))
                 .set_tasks(Some(chunk.to_vec()))
+                // The run tag tells this run's tasks from another's with the same startedBy.
+                .include(TaskField::Tags)
                 .send()
                 .await
                 .map_err(api_error)?;
@@ -138,7 +141,7 @@ impl Ecs {
             .failures()
             .iter()
             .filter(|f| f.reason() == Some("MISSING"))
-            .filter_map(|f| f.arn().map(Into::into))
+            .filter_map(|f| f.arn().map(MissingTask::fresh))
             .collect();
         Ok(DescribeResponse {
             tasks: out.tasks().iter().map(task_record).collect(),
@@ -261,6 +264,11 @@ pub fn task_record(task: &Task) -> TaskRecord {
             .collect(),
         missing: false,
         stop_request: None,
+        run_tag: task
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some(TAG_RUN))
+            .and_then(|t| t.value().map(Into::into)),
     }
 }
 

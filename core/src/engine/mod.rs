@@ -32,7 +32,7 @@ use crate::backoff::{api_error_delay, retry_delay};
 use crate::event::RunEvent;
 use crate::identity::launch_identity;
 use crate::judge::judge_task;
-use crate::observation::{ApiError, EcsFailure, LaunchResponse, Observation};
+use crate::observation::{ApiError, EcsFailure, LaunchResponse, MissingTask, Observation};
 use crate::plan::{Plan, PlannedStep};
 use crate::run_task::LaunchIdentity;
 use crate::status::{
@@ -43,6 +43,7 @@ use crate::step::RetryOn;
 
 /// ECS may briefly answer MISSING for a task it has just started (eventual consistency).
 pub const MISSING_GRACE: Duration = Duration::from_secs(60);
+const MISSING_GRACE_SIGNED: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
 /// A launch not seen by lookup is re-issued (same clientToken, deduplicated by ECS) only within
 /// this time of being recorded. Later, a duplicate could no longer be ruled out: the attempt fails.
 pub const RELAUNCH_WINDOW: Duration = Duration::from_secs(12 * 3600);
@@ -80,6 +81,26 @@ pub fn mismatch(plan: &Plan, status: &RunStatus) -> Option<String> {
             status.steps[i].name,
             plan.steps[i].name
         ));
+    }
+    // Attempts are numbered 1, 2, 3, ... and only the last may still be going on.
+    for (i, step) in status.steps.iter().enumerate() {
+        for (k, attempt) in step.attempts.iter().enumerate() {
+            if attempt.attempt as usize != k + 1 {
+                return Some(format!(
+                    "the run's step {} lists attempt {} in place {}",
+                    i + 1,
+                    attempt.attempt,
+                    k + 1
+                ));
+            }
+            if k + 1 < step.attempts.len() && !attempt.phase.is_terminal() {
+                return Some(format!(
+                    "the run's step {} has attempt {} unfinished before a later one",
+                    i + 1,
+                    attempt.attempt
+                ));
+            }
+        }
     }
     None
 }

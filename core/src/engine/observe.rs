@@ -29,8 +29,8 @@ impl DecisionDraft<'_> {
                     for task in &response.tasks {
                         self.update_task(task);
                     }
-                    for arn in &response.missing {
-                        self.mark_missing(arn);
+                    for missing in &response.missing {
+                        self.mark_missing(missing);
                     }
                 }
                 Err(e) => self.events.push(RunEvent::PollFailed {
@@ -142,6 +142,28 @@ impl DecisionDraft<'_> {
             .steps
             .get(step)
             .map_or(1, |s| s.definition.parameters.count.unwrap_or(1) as usize);
+        // Only this run's tasks: a startedBy carries just a hash of the run, so another run's
+        // tasks may share it. They are reported and left alone.
+        let run_id = self.status.run_id.clone();
+        let outcome: Result<Vec<TaskRecord>, ApiError> = match outcome {
+            Ok(tasks) => {
+                let (own, foreign): (Vec<TaskRecord>, Vec<TaskRecord>) = tasks
+                    .iter()
+                    .cloned()
+                    .partition(|t| t.run_tag.as_deref() == Some(run_id.as_str()));
+                if !foreign.is_empty() {
+                    let task_arns = foreign.into_iter().map(|t| t.task_arn).collect();
+                    self.events.push(RunEvent::ForeignTasksIgnored {
+                        step,
+                        attempt,
+                        task_arns,
+                    });
+                }
+                Ok(own)
+            }
+            Err(e) => Err(e.clone()),
+        };
+        let outcome = &outcome;
         let Some(a) = self.launching_mut(step, attempt) else {
             return;
         };
@@ -257,8 +279,10 @@ impl DecisionDraft<'_> {
         }
     }
 
-    pub(super) fn mark_missing(&mut self, arn: &str) {
-        let now = self.now;
+    /// Judged only on an answer ECS gave past the grace period after the launch.
+    pub(super) fn mark_missing(&mut self, missing: &MissingTask) {
+        let arn = missing.task_arn.as_str();
+        let answered = missing.answered_at.unwrap_or(self.now).min(self.now);
         let launched_at = self
             .status
             .steps
@@ -267,7 +291,7 @@ impl DecisionDraft<'_> {
             .find(|a| a.tasks.iter().any(|t| t.task_arn == arn))
             .and_then(|a| a.launched_at);
         let past_grace =
-            launched_at.is_none_or(|at| now.duration_since(at).unsigned_abs() >= MISSING_GRACE);
+            launched_at.is_none_or(|at| answered.duration_since(at) >= MISSING_GRACE_SIGNED);
         if let Some((_, _, task)) = self.find_task_mut(arn).filter(|_| past_grace) {
             task.missing = true;
         }

@@ -124,12 +124,15 @@ impl DecisionDraft<'_> {
     fn watch_running(&mut self, index: usize, attempt: &Attempt) -> bool {
         let step = &self.plan.steps[index];
         if let Some(failure) = self.running_failure(step, attempt) {
-            if let Some(a) = self.attempt_mut(index, attempt.attempt) {
-                a.phase = AttemptPhase::Stopping;
-                a.failure = Some(failure);
-            }
+            // The attempt being watched is the step's last (see `progress_step`).
+            let Some(a) = self.status.steps[index].attempts.last_mut() else {
+                return false;
+            };
+            a.phase = AttemptPhase::Stopping;
+            a.failure = Some(failure);
             // Now Stopping: this pass requests the stops.
-            return self.progress_step(index);
+            let stopping = a.clone();
+            return self.stop_attempt(index, &stopping);
         }
         if attempt.tasks.iter().all(TaskRecord::is_finished) {
             if step.definition.needs_essential_containers()

@@ -148,7 +148,10 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
         ),
         (prop::collection::vec(arb_task(), 0..4), any::<bool>()).prop_map(|(tasks, forget)| {
             let missing = if forget {
-                tasks.iter().map(|t| t.task_arn.clone()).collect()
+                tasks
+                    .iter()
+                    .map(|t| MissingTask::fresh(t.task_arn.clone()))
+                    .collect()
             } else {
                 vec![]
             };
@@ -167,7 +170,7 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 500, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
 
     #[test]
     fn an_arbitrary_status_never_panics_the_engine(
@@ -208,6 +211,14 @@ proptest! {
             // Right length and names, arbitrary contents: past the consistency check.
             for (i, mut s) in steps.into_iter().take(plan_steps).enumerate() {
                 s.name = plan.steps[i].name.clone();
+                // Numbered 1, 2, ... with only the last unfinished: past the structural check too.
+                let last = s.attempts.len();
+                for (k, attempt) in s.attempts.iter_mut().enumerate() {
+                    attempt.attempt = k as u32 + 1;
+                    if k + 1 < last && !attempt.phase.is_terminal() {
+                        attempt.phase = AttemptPhase::Failed;
+                    }
+                }
                 status.steps[i] = s;
             }
         } else {

@@ -63,6 +63,7 @@ proptest! {
         crashes in prop::collection::vec((1u32..40, any::<bool>()), 0..6),
         honours_client_token in any::<bool>(),
         partial_lists in any::<bool>(),
+        foreign_tasks in any::<bool>(),
     ) {
         let steps: Vec<PlannedStep> = (0..n_steps).map(|i| {
             let mut s = step(&format!("s{i}"));
@@ -79,7 +80,7 @@ proptest! {
         // Partial ListTasks answers can only be completed by ECS's clientToken idempotency, which
         // real ECS always has; without it they are not a world the protocol can be safe in.
         let partial_lists = partial_lists && honours_client_token;
-        let mut ecs = FakeEcs { honours_client_token, partial_lists, ..Default::default() };
+        let mut ecs = FakeEcs { honours_client_token, partial_lists, foreign_tasks, ..Default::default() };
         for step in 0..n_steps {
             for attempt in 1..=3u32 {
                 ecs.script.insert((step, attempt), outcomes[(step * 3 + attempt as usize - 1) % outcomes.len()]);
@@ -106,6 +107,10 @@ proptest! {
                 prop_assert_eq!(unknown + 1, s.attempts.len(),
                     "step {} started attempt {} after attempt {} ended with an unknown outcome", s.name, unknown + 2, unknown + 1);
             }
+        }
+        // Another run's task is never adopted.
+        for task in sim.status.steps.iter().flat_map(|s| &s.attempts).flat_map(|a| &a.tasks) {
+            prop_assert!(!task.task_arn.contains("foreign"), "adopted {}", task.task_arn);
         }
         // The end state follows from the step results.
         let blocking = sim.status.steps.iter().any(|s| s.phase == StepPhase::Failed && !s.failure_ignored);

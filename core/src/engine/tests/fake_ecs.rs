@@ -2,6 +2,7 @@
 
 use super::simulation::container;
 use super::*;
+use crate::identity::TAG_RUN;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Outcome {
@@ -32,6 +33,8 @@ pub(crate) struct FakeEcs {
     pub(crate) next_id: u32,
     /// ListTasks answers with one task at most (eventual consistency: the others not yet listed).
     pub(crate) partial_lists: bool,
+    /// ListTasks also lists a task of another run with the same startedBy (a hash collision).
+    pub(crate) foreign_tasks: bool,
 }
 
 impl FakeEcs {
@@ -94,7 +97,9 @@ impl FakeEcs {
                 for _ in 0..count {
                     self.next_id += 1;
                     let arn = format!("arn:aws:ecs:us-east-1:1:task/c/t{}", self.next_id);
+                    let run_tag = identity.tags.iter().find(|(k, _)| k == TAG_RUN);
                     let record = TaskRecord {
+                        run_tag: run_tag.map(|(_, v)| v.clone()),
                         task_arn: arn.clone(),
                         task_definition_arn: Some(parameters.task_definition.clone()),
                         last_status: Some("PROVISIONING".into()),
@@ -129,9 +134,18 @@ impl FakeEcs {
                     .iter()
                     .filter(|t| &t.1 == started_by)
                     .map(|t| t.0.clone());
-                let tasks = listed
+                let mut tasks: Vec<TaskRecord> = listed
                     .take(if self.partial_lists { 1 } else { 10 })
                     .collect();
+                if self.foreign_tasks {
+                    let foreign = TaskRecord {
+                        task_arn: format!("arn:aws:ecs:us-east-1:1:task/c/foreign-{started_by}"),
+                        last_status: Some("RUNNING".into()),
+                        run_tag: Some("another-run".into()),
+                        ..Default::default()
+                    };
+                    tasks.insert(0, foreign);
+                }
                 Observation::LookedUp {
                     step: *step,
                     attempt: *attempt,
@@ -147,6 +161,7 @@ impl FakeEcs {
                 let (missing, known): (Vec<String>, Vec<String>) =
                     task_arns.iter().cloned().partition(vanished);
                 let tasks = known.iter().map(|a| self.snapshot(a)).collect();
+                let missing = missing.into_iter().map(MissingTask::fresh).collect();
                 Observation::Described {
                     outcome: Ok(DescribeResponse { tasks, missing }),
                 }

@@ -18,7 +18,9 @@ use jiff::Timestamp;
 use crate::action::Action;
 use crate::engine::advance;
 use crate::event::RunEvent;
-use crate::observation::{ApiError, DescribeResponse, EcsFailure, LaunchResponse, Observation};
+use crate::observation::{
+    ApiError, DescribeResponse, EcsFailure, LaunchResponse, MissingTask, Observation,
+};
 use crate::plan::{Plan, PlannedStep};
 use crate::run_task::RunTaskParameters;
 use crate::status::{

@@ -329,3 +329,50 @@ fn suspension_holds_the_next_step_and_lets_the_running_one_finish() {
         d.actions
     );
 }
+
+/// ECS may answer MISSING for a task it has just started. Such an answer, served late (a shared
+/// poller's cached answer after a minute of throttled polls), is not a lost task: only an answer
+/// given past the grace period after the launch is.
+#[test]
+fn an_early_missing_served_late_is_not_a_lost_task() {
+    let plan = plan_of(vec![step("a")]);
+    let status = RunStatus::new("run-1".into(), &plan);
+    let launch = advance(&plan, &status, &[Observation::Tick], t0());
+    let arn = "arn:aws:ecs:us-east-1:1:task/c/t1".to_owned();
+    let running = TaskRecord {
+        task_arn: arn.clone(),
+        last_status: Some("PROVISIONING".into()),
+        ..Default::default()
+    };
+    let launched = Observation::Launched {
+        step: 0,
+        attempt: 1,
+        outcome: Ok(LaunchResponse {
+            tasks: vec![running],
+            failures: vec![],
+        }),
+    };
+    let status = advance(&plan, &launch.status, &[launched], t0()).status;
+    let missing_at = |answered: Option<Timestamp>| Observation::Described {
+        outcome: Ok(DescribeResponse {
+            tasks: vec![],
+            missing: vec![MissingTask {
+                task_arn: arn.clone(),
+                answered_at: answered,
+            }],
+        }),
+    };
+    let late = t0() + Duration::from_secs(120);
+    let early_answer = Some(t0() + Duration::from_secs(2));
+    let served_late = advance(&plan, &status, &[missing_at(early_answer)], late);
+    assert_eq!(served_late.status.steps[0].phase, StepPhase::Running);
+    assert!(!served_late.status.steps[0].attempts[0].tasks[0].missing);
+    // A fresh MISSING past the grace period is a lost task: its outcome is unknown.
+    let fresh = advance(&plan, &served_late.status, &[missing_at(None)], late);
+    let attempt = &fresh.status.steps[0].attempts[0];
+    assert!(attempt.tasks[0].missing);
+    assert_eq!(
+        attempt.failure.as_ref().map(|f| f.class),
+        Some(FailureClass::OutcomeUnknown)
+    );
+}
