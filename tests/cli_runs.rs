@@ -7,15 +7,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::batch_step as step;
 use support::*;
 
 const FAST: &[(&str, &str)] = &[("SEQ_EMU_SECONDS", "1"), ("SEQ_EMU_EXIT_CODE", "0")];
-
-fn step(name: &str, family: &str, extra: &str) -> String {
-    format!(
-        "- {name}:\n    type: ecs_task\n{extra}    parameters:\n      cluster: etl\n      task_definition: {family}\n      launch_type: FARGATE\n"
-    )
-}
 
 /// RunTask calls by startedBy, in order of first appearance.
 fn run_task_calls(emu: &Emulator) -> Vec<(String, String)> {

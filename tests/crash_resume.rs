@@ -125,6 +125,20 @@ async fn sigkill_at_random_instants_then_resume_launches_every_step_exactly_once
     );
 }
 
+/// `sequencer run BATCH --state STATE` as a restarted runner: polling every second, JSON events.
+fn resume(emu: &Emulator, batch: &std::path::Path, state: &std::path::Path) -> Run {
+    run(emu.sequencer().args([
+        "run",
+        path_str(batch),
+        "--state",
+        path_str(state),
+        "--poll-interval",
+        "1",
+        "--output",
+        "json",
+    ]))
+}
+
 /// The state a runner persists just before RunTask: step 1's attempt recorded as Launching.
 fn state_before_runtask(
     batch_path: &std::path::Path,
@@ -176,16 +190,7 @@ async fn killed_after_recording_the_launch_but_before_runtask_relaunches_with_th
         unreachable!()
     };
 
-    let run = run(emu.sequencer().args([
-        "run",
-        path_str(&b.path),
-        "--state",
-        path_str(&state),
-        "--poll-interval",
-        "1",
-        "--output",
-        "json",
-    ]));
+    let run = resume(&emu, &b.path, &state);
     assert_eq!(run.code, 0, "{run:?}");
     let kinds: Vec<String> = events(&run)
         .iter()
@@ -223,16 +228,7 @@ async fn killed_after_runtask_but_before_recording_its_answer_finds_the_task_ins
     let ecs = sequencer::ecs::Ecs::new(emu.ecs().await);
     ecs.run_task(&launch).await.expect("RunTask");
 
-    let run = run(emu.sequencer().args([
-        "run",
-        path_str(&b.path),
-        "--state",
-        path_str(&state),
-        "--poll-interval",
-        "1",
-        "--output",
-        "json",
-    ]));
+    let run = resume(&emu, &b.path, &state);
     assert_eq!(run.code, 0, "{run:?}");
     let found = events(&run)
         .into_iter()
@@ -285,16 +281,7 @@ async fn a_partial_lookup_of_a_counted_launch_is_completed_with_the_same_token_n
     // ListTasks lists at most two tasks per answer from now on.
     emu.consistency(serde_json::json!({"listLimit": 2}));
 
-    let run = run(emu.sequencer().args([
-        "run",
-        path_str(&b.path),
-        "--state",
-        path_str(&state),
-        "--poll-interval",
-        "1",
-        "--output",
-        "json",
-    ]));
+    let run = resume(&emu, &b.path, &state);
     assert_eq!(run.code, 0, "{run:?}");
     let events = events(&run);
     let reissued = events
@@ -388,16 +375,7 @@ async fn a_task_of_another_run_with_the_same_started_by_is_never_adopted() {
         .expect("a foreign task");
     let foreign_arn = foreign.tasks()[0].task_arn().unwrap().to_owned();
 
-    let run = run(emu.sequencer().args([
-        "run",
-        path_str(&b.path),
-        "--state",
-        path_str(&state),
-        "--poll-interval",
-        "1",
-        "--output",
-        "json",
-    ]));
+    let run = resume(&emu, &b.path, &state);
     assert_eq!(run.code, 0, "{run:?}");
     let events = events(&run);
     let ignored = events

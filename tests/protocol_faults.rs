@@ -5,13 +5,8 @@ mod support;
 
 use std::collections::BTreeSet;
 
+use support::batch_step as step;
 use support::*;
-
-fn step(name: &str, family: &str, extra: &str) -> String {
-    format!(
-        "- {name}:\n    type: ecs_task\n{extra}    parameters:\n      cluster: etl\n      task_definition: {family}\n      launch_type: FARGATE\n"
-    )
-}
 
 /// RunTask carried out, but its answer lost behind a 500 whose code sequencer has never heard
 /// of, on every try the SDK makes: whether the task started is unknown. It must be looked up and

@@ -1,6 +1,7 @@
 -- Argo CD health check for sequencer.dev/Sequence (Argo CD runs it with Lua 5.1, `obj` set).
--- Complete -> Healthy, Failed -> Degraded, Suspended -> Suspended, anything else -> Progressing;
--- a status written for an older generation than the object's is Progressing too.
+-- Held -> Degraded (the controller cannot continue the run from its status), Complete -> Healthy,
+-- Failed -> Degraded, Suspended -> Suspended, anything else -> Progressing; a status written for an
+-- older generation than the object's is Progressing too.
 local hs = {status = "Progressing", message = "Waiting for the sequencer controller"}
 if obj.status == nil then
   return hs
@@ -27,7 +28,10 @@ local function message(type, fallback)
   end
   return text
 end
-if holds("Failed") then
+if holds("Held") then
+  hs.status = "Degraded"
+  hs.message = message("Held", "The controller holds the run: its status cannot be read")
+elseif holds("Failed") then
   hs.status = "Degraded"
   hs.message = message("Failed", "The run failed")
 elseif holds("Complete") then

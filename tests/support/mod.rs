@@ -302,6 +302,13 @@ impl Emulator {
 }
 
 /// A batch file written to a temporary directory.
+/// One step of a batch file on cluster `etl` (FARGATE), with `extra` step keys (indented lines).
+pub fn batch_step(name: &str, family: &str, extra: &str) -> String {
+    format!(
+        "- {name}:\n    type: ecs_task\n{extra}    parameters:\n      cluster: etl\n      task_definition: {family}\n      launch_type: FARGATE\n"
+    )
+}
+
 pub struct TempBatch {
     pub dir: tempfile::TempDir,
     pub path: PathBuf,
