@@ -532,3 +532,85 @@ async fn an_unreadable_status_is_held_never_overwritten_or_restarted() {
     assert_ne!(calls[0]["clientToken"], calls[1]["clientToken"]);
     stop(controller);
 }
+
+/// A typo inside a nested object of an inline step is not pruned by the API server (the CRD keeps
+/// unknown keys in steps, whatever the client): the controller refuses the step with the key path
+/// and the closest known key. A bad value of a field with alternative forms names its place too.
+/// Nothing is launched.
+#[tokio::test(flavor = "multi_thread")]
+async fn nested_typos_and_bad_alternatives_are_refused_with_the_place_and_a_suggestion() {
+    let world = World::start().await;
+    let controller = world.controller();
+    let resource = ::kube::core::ApiResource::erase::<Sequence>(&());
+    let raw: Api<::kube::core::DynamicObject> =
+        Api::namespaced_with(world.client.clone(), "default", &resource);
+    let mut typo = step("typo", "quick");
+    typo["parameters"]["networkConfiguration"] =
+        json!({"awsvpcConfiguration": {"subnets": ["subnet-1"], "securityGroup": ["sg-1"]}});
+    typo["retry"] = json!({"limit": 1, "backof": {"initialSeconds": 5}});
+    let mut alternative = step("alternative", "quick");
+    alternative["success"] = json!({"containers": 42});
+    for (name, body) in [("typo", typo), ("alternative", alternative)] {
+        let object = json!({"apiVersion": "sequencer.dev/v1alpha1", "kind": "Sequence",
+                            "metadata": {"name": name}, "spec": {"steps": [body]}});
+        raw.create(
+            &PostParams::default(),
+            &serde_json::from_value(object).unwrap(),
+        )
+        .await
+        .expect("the API server keeps it as written");
+    }
+    let stored = raw.get("typo").await.unwrap();
+    assert_eq!(
+        stored.data["spec"]["steps"][0]["parameters"]["networkConfiguration"]["awsvpcConfiguration"]
+            ["securityGroup"][0],
+        "sg-1",
+        "the unknown key was kept, not pruned"
+    );
+
+    let refused = |name: &'static str| {
+        let raw = raw.clone();
+        async move {
+            let start = Instant::now();
+            loop {
+                let object = raw.get(name).await.unwrap();
+                let failed = object
+                    .data
+                    .pointer("/status/conditions")
+                    .and_then(Value::as_array)
+                    .and_then(|cs| {
+                        cs.iter()
+                            .find(|c| c["type"] == "Failed" && c["status"] == "True")
+                            .cloned()
+                    });
+                if let Some(condition) = failed {
+                    return condition;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "{name} was never refused"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let typo = refused("typo").await;
+    assert_eq!(typo["reason"], "InvalidSpec");
+    let message = typo["message"].as_str().unwrap();
+    for wanted in [
+        "spec.steps[0].parameters.networkConfiguration.awsvpcConfiguration.securityGroup (typo)",
+        "did you mean `securityGroups`",
+        "spec.steps[0].retry.backof (typo)",
+        "did you mean `backoff`",
+    ] {
+        assert!(message.contains(wanted), "{wanted:?} not in {message}");
+    }
+    let alternative = refused("alternative").await;
+    let message = alternative["message"].as_str().unwrap();
+    assert!(
+        message.contains("spec.steps[0].success.containers (alternative)"),
+        "{message}"
+    );
+    assert!(world.emu.calls_of("RunTask").is_empty(), "nothing launched");
+    stop(controller);
+}

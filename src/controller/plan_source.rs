@@ -211,26 +211,35 @@ fn check_steps(steps: &[PlannedStep]) -> Result<(), Refusal> {
         );
         return Err(Refusal::new("InvalidSpec", message));
     }
+    let bodies = steps.iter().map(|s| {
+        let body = serde_json::to_value(&s.definition).unwrap_or(Value::Null);
+        (s.name.clone(), body)
+    });
+    let problems = step_problems(bodies);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Refusal::new("InvalidSpec", problems.join("; ")))
+    }
+}
+
+/// Every problem the batch checker finds in these steps (name, body as JSON), each as
+/// `spec.steps[i].key.path (name): what is wrong and what is allowed`.
+pub fn step_problems(steps: impl Iterator<Item = (String, Value)>) -> Vec<String> {
     let checker = crate::batch::file::step_checker();
     let mut problems = Vec::new();
-    for (i, step) in steps.iter().enumerate() {
-        let body = serde_json::to_value(&step.definition).unwrap_or(Value::Null);
-        if let Err(found) =
-            crate::batch::file::check_step(&checker, &crate::batch::yaml::from_json(&body))
-        {
+    for (i, (name, body)) in steps.enumerate() {
+        let node = crate::batch::yaml::from_json(&body);
+        if let Err(found) = crate::batch::file::check_step(&checker, &node) {
             problems.extend(found.into_iter().map(|p| {
                 let path = if p.path.is_empty() {
                     String::new()
                 } else {
                     format!(".{}", p.path)
                 };
-                format!("spec.steps[{i}]{path} ({}): {}", step.name, p.message)
+                format!("spec.steps[{i}]{path} ({name}): {}", p.message)
             }));
         }
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(Refusal::new("InvalidSpec", problems.join("; ")))
-    }
+    problems
 }

@@ -25,7 +25,7 @@ use tracing::Instrument;
 use super::conditions::{SPEC_CHANGED, held};
 use super::events::{EventCollector, publish};
 use super::metrics::KindLabel;
-use super::plan_source::{Resolved, resolve};
+use super::plan_source::{Resolved, resolve, step_problems};
 use super::poller::{ClusterKey, Owner, PolledEcs};
 use super::sequence::Sequence;
 use super::status_store::{KubeStore, refused_status, replace_status_guarded};
@@ -115,8 +115,14 @@ async fn refuse_undecodable(invalid: &InvalidObject, ctx: &Context) -> Result<Ac
     };
     let resource = ApiResource::erase::<Sequence>(&());
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, &resource);
-    let message = format!("the Sequence cannot be read: {}", invalid.error);
     let mut current = api.get(&name).await?;
+    // The batch checker on the raw steps names the key path and the closest known key; serde's
+    // own message is the fallback.
+    let located = located_problems(&current.data);
+    let message = format!(
+        "the Sequence cannot be read: {}",
+        located.unwrap_or_else(|| invalid.error.to_string())
+    );
     let previous: Vec<Condition> = current
         .data
         .pointer("/status/conditions")
@@ -164,6 +170,20 @@ async fn refuse_undecodable(invalid: &InvalidObject, ctx: &Context) -> Result<Ac
     let reason = "InvalidSpec";
     warn(ctx, &reference, reason, &message).await;
     Ok(Action::await_change())
+}
+
+/// The problems of the raw `spec.steps` as the batch checker sees them (every one, with its key
+/// path and what is allowed), if it finds any.
+fn located_problems(object: &serde_json::Value) -> Option<String> {
+    let steps = object.pointer("/spec/steps")?.as_array()?;
+    let bodies = steps.iter().map(|step| {
+        let mut body = step.clone();
+        let name = body.as_object_mut().and_then(|o| o.remove("name"));
+        let name = name.and_then(|n| n.as_str().map(String::from));
+        (name.unwrap_or_default(), body)
+    });
+    let problems = step_problems(bodies);
+    (!problems.is_empty()).then(|| problems.join("; "))
 }
 
 /// A Warning Event on the Sequence.

@@ -190,6 +190,9 @@ pub fn crd() -> CustomResourceDefinition {
         {
             let mut value = serde_json::to_value(&*schema).unwrap_or(Value::Null);
             structuralize(&mut value);
+            if let Some(steps) = value.pointer_mut("/properties/spec/properties/steps/items") {
+                keep_unknown_fields(steps);
+            }
             if let Ok(fixed) = serde_json::from_value(value) {
                 *schema = fixed;
             }
@@ -228,6 +231,25 @@ fn structuralize(node: &mut Value) {
         match value {
             Value::Object(_) => structuralize(value),
             Value::Array(items) => items.iter_mut().for_each(structuralize),
+            _ => {}
+        }
+    }
+}
+
+/// Unknown keys inside a step are kept by the API server instead of pruned, at every depth, so
+/// that the controller sees a typo (`subnet` for `subnets`) and refuses the step with "did you
+/// mean", whatever the client: pruning would silently launch the step without the setting meant.
+fn keep_unknown_fields(node: &mut Value) {
+    let Some(obj) = node.as_object_mut() else {
+        return;
+    };
+    if obj.contains_key("properties") {
+        obj.insert("x-kubernetes-preserve-unknown-fields".into(), json!(true));
+    }
+    for value in obj.values_mut() {
+        match value {
+            Value::Object(_) => keep_unknown_fields(value),
+            Value::Array(items) => items.iter_mut().for_each(keep_unknown_fields),
             _ => {}
         }
     }
