@@ -158,11 +158,17 @@ pub struct ContainerOverride {
     pub environment: Vec<KeyValuePair>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub environment_files: Vec<EnvironmentFile>,
+    /// CPU units for the container (0 to 262144, the Linux kernel's limit for CPU shares).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 262144))]
     pub cpu: Option<i32>,
+    /// The container's hard memory limit in MiB (at least 6, Docker's minimum).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 6))]
     pub memory: Option<i32>,
+    /// The container's soft memory limit in MiB (at least 6, Docker's minimum).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 6))]
     pub memory_reservation: Option<i32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resource_requirements: Vec<ResourceRequirement>,
@@ -280,15 +286,23 @@ pub struct ManagedEbsVolume {
     pub kms_key_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_type: Option<String>,
+    /// The volume's size in GiB (1 to 16384; the volume type narrows it further).
     #[serde(default, rename = "sizeInGiB", skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 16384))]
     pub size_in_gib: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_id: Option<String>,
+    /// MiB/s at which a volume made from a snapshot is initialized (100 to 300).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 100, max = 300))]
     pub volume_initialization_rate: Option<i32>,
+    /// I/O operations per second (100 to 256000; gp3, io1 and io2 only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 100, max = 256000))]
     pub iops: Option<i32>,
+    /// MiB/s (125 to 1000; gp3 only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 125, max = 1000))]
     pub throughput: Option<i32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tag_specifications: Vec<EbsTagSpecification>,
