@@ -614,3 +614,61 @@ async fn nested_typos_and_bad_alternatives_are_refused_with_the_place_and_a_sugg
     assert!(world.emu.calls_of("RunTask").is_empty(), "nothing launched");
     stop(controller);
 }
+
+/// Deleting a Sequence whose run cannot be read does not orphan its tasks: they are found by the
+/// startedBy values and run tag derived from the Sequence, stopped, and only then is the
+/// finalizer removed.
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_a_sequence_with_an_unreadable_run_stops_its_tasks_first() {
+    let world = World::start().await;
+    let controller = world.controller();
+    world
+        .create("orphan", json!([step("one", "slow"), step("two", "quick")]))
+        .await;
+    let api = world.sequences();
+    let start = Instant::now();
+    let (run, arn) = loop {
+        let seq = api.get("orphan").await.unwrap();
+        let run = seq.status.and_then(|s| s.run).unwrap_or_default();
+        if let Some(arn) = run["steps"][0]["attempts"][0]["tasks"][0]["taskArn"].as_str() {
+            break (run.clone(), arn.to_owned());
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{run}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut unreadable = run;
+    unreadable["steps"][0]["phase"] = json!("Paused");
+    api.patch_status(
+        "orphan",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"run": unreadable}})),
+    )
+    .await
+    .expect("make the run unreadable");
+    world
+        .wait_condition("orphan", "Held", Duration::from_secs(60))
+        .await;
+
+    api.delete("orphan", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let start = Instant::now();
+    while api.get_opt("orphan").await.unwrap().is_some() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the Sequence was never let go"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stops = world.emu.calls_of("StopTask");
+    assert!(
+        stops.iter().any(|c| c["request"]["task"] == arn.as_str()),
+        "the running task was stopped before the finalizer went: {stops:?}"
+    );
+    assert_eq!(
+        world.emu.calls_of("RunTask").len(),
+        1,
+        "step two never launched"
+    );
+    stop(controller);
+}

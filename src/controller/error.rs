@@ -21,6 +21,9 @@ pub enum Error {
         "the deleted Sequence's run cannot be read, so its tasks cannot be stopped; it is held"
     )]
     HeldOnDeletion,
+    /// An ECS call made by the controller itself (not through the engine) failed.
+    #[error("ECS: {0}")]
+    Ecs(sequencer_core::observation::ApiError),
     #[error("{0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
@@ -33,6 +36,7 @@ impl Error {
             Error::Conflict => "conflict",
             Error::TasksStopping => "tasks_stopping",
             Error::HeldOnDeletion => "held",
+            Error::Ecs(_) => "ecs",
             Error::Finalizer(_) => "finalizer",
         }
     }

@@ -18,7 +18,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use sequencer_core::engine::mismatch;
 use sequencer_core::observation::Observation;
-use sequencer_core::plan::Plan;
+use sequencer_core::plan::{Plan, PlannedStep};
 use sequencer_core::status::RunStatus;
 use tracing::Instrument;
 
@@ -365,13 +365,7 @@ fn has_true_condition(seq: &Sequence, type_: &str) -> bool {
 /// The Sequence is being deleted: stop its running tasks, then let it go.
 async fn cleanup(api: &Api<Sequence>, seq: &Sequence, ctx: &Context) -> Result<Action, Error> {
     if let Some(Err(e)) = stored_run(seq) {
-        let message = format!(
-            "status.run cannot be read ({e}), so the deleted Sequence's tasks cannot be found and stopped; \
-             the finalizer stays until the status reads again (or is removed by hand once its tasks are stopped)"
-        );
-        let mut store = KubeStore::new(api.clone(), seq);
-        hold(seq, &mut store, ctx, "StatusUnreadable", &message).await?;
-        return Err(Error::HeldOnDeletion);
+        return cleanup_unreadable(api, seq, ctx, &e.to_string()).await;
     }
     let running = stored_run(seq)
         .and_then(Result::ok)
@@ -395,6 +389,84 @@ async fn cleanup(api: &Api<Sequence>, seq: &Sequence, ctx: &Context) -> Result<A
     } else {
         Err(Error::TasksStopping)
     }
+}
+
+/// Most lookups a deletion of an unreadable run may make (each is two ListTasks calls).
+const MAX_ORPHAN_LOOKUPS: usize = 200;
+
+/// A deleted Sequence whose run cannot be read: its tasks are found without the run, from what is
+/// derived from it (each step's startedBy for every attempt its retry policy allows, in the pinned
+/// plan, and the run tag naming this Sequence's run) and stopped before the finalizer goes. When
+/// even that cannot be done (the plan is unreadable too, or too large to search), the Sequence is
+/// held with its finalizer rather than leave tasks running untracked.
+async fn cleanup_unreadable(
+    api: &Api<Sequence>,
+    seq: &Sequence,
+    ctx: &Context,
+    error: &str,
+) -> Result<Action, Error> {
+    let hold_with = |why: String| async move {
+        let message = format!(
+            "status.run cannot be read ({error}) and {why}, so the deleted Sequence's tasks cannot be found and stopped; \
+             the finalizer stays until the status reads again (or is removed by hand once its tasks are stopped)"
+        );
+        let mut store = KubeStore::new(api.clone(), seq);
+        hold(seq, &mut store, ctx, "StatusUnreadable", &message).await?;
+        Err::<Action, Error>(Error::HeldOnDeletion)
+    };
+    let status = seq.status.as_ref();
+    let Some(plan) = status.and_then(|s| s.plan.clone()) else {
+        return hold_with("no plan is pinned".into()).await;
+    };
+    let steps: Vec<PlannedStep> = match serde_json::from_value(plan) {
+        Ok(steps) => steps,
+        Err(e) => return hold_with(format!("status.plan cannot be read either ({e})")).await,
+    };
+    let lookups: Vec<(usize, u32)> = steps
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| {
+            let attempts = s.definition.retry.as_ref().map_or(0, |r| r.limit) + 1;
+            (1..=attempts).map(move |a| (i, a))
+        })
+        .collect();
+    if lookups.len() > MAX_ORPHAN_LOOKUPS {
+        let why = format!(
+            "searching its {} possible launches would flood ECS",
+            lookups.len()
+        );
+        return hold_with(why).await;
+    }
+    let run_id = seq.uid().unwrap_or_default();
+    let region = status
+        .and_then(|s| s.pinned.as_ref())
+        .map(|p| p.region.clone());
+    let ecs = &ctx.aws.region(region.as_deref()).ecs;
+    let mut running = 0;
+    for (index, attempt) in lookups {
+        let parameters = &steps[index].definition.parameters;
+        let cluster = parameters.cluster.as_deref();
+        let label = parameters.started_by.as_deref();
+        let started_by = sequencer_core::identity::started_by(label, &run_id, index, attempt);
+        let found = ecs.lookup(cluster, &started_by).await.map_err(Error::Ecs)?;
+        for task in found
+            .iter()
+            .filter(|t| t.run_tag.as_deref() == Some(run_id.as_str()) && !t.is_finished())
+        {
+            running += 1;
+            let reason = "sequencer: the Sequence was deleted";
+            ecs.stop(cluster, &task.task_arn, reason)
+                .await
+                .map_err(Error::Ecs)?;
+            tracing::info!(task_arn = %task.task_arn, "stopped a task of a deleted Sequence whose run cannot be read");
+        }
+    }
+    if running > 0 {
+        // Looked up again until every one of them reports STOPPED.
+        return Err(Error::TasksStopping);
+    }
+    ctx.poller.release(&owner_of(seq));
+    Ok(Action::await_change())
 }
 
 /// The run kept in `.status.run`, if the run has started.
