@@ -727,3 +727,78 @@ async fn an_early_missing_served_after_a_throttled_minute_is_not_a_lost_task() {
     );
     stop(controller);
 }
+
+/// A Sequence nested a thousand levels deep (past any decoder's recursion limit) is refused like
+/// any other undecodable Sequence, and the valid Sequence beside it still runs: one bad object
+/// never blinds the controller's watch.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pathologically_deep_sequence_is_refused_and_does_not_blind_the_watch() {
+    let world = World::start().await;
+    let mut deep = String::from("0");
+    for _ in 0..1000 {
+        deep = format!("{{\"a\":{deep}}}");
+    }
+    let body = format!(
+        "{{\"apiVersion\":\"sequencer.dev/v1alpha1\",\"kind\":\"Sequence\",\"metadata\":{{\"name\":\"deep\"}},\
+         \"spec\":{{\"steps\":[{{\"name\":\"load\",\"type\":\"ecs_task\",\"parameters\":{{\"cluster\":\"etl\",\"taskDefinition\":\"quick\"}},\"deep\":{deep}}}]}}}}"
+    );
+    let request = http::Request::post("/apis/sequencer.dev/v1alpha1/namespaces/default/sequences")
+        .header("content-type", "application/json")
+        .body(body.into_bytes())
+        .unwrap();
+    world
+        .client
+        .request_text(request)
+        .await
+        .expect("the API server stores it (spec.steps keeps unknown fields)");
+    world.create("beside", json!([step("load", "quick")])).await;
+    let controller = world.controller();
+    world
+        .wait_condition("beside", "Complete", Duration::from_secs(60))
+        .await;
+
+    // Read back without building a tree of the spec: only the status is decoded.
+    #[derive(serde::Deserialize)]
+    struct StatusOnly {
+        status: Option<Value>,
+    }
+    let start = Instant::now();
+    let failed = loop {
+        let path = "/apis/sequencer.dev/v1alpha1/namespaces/default/sequences/deep";
+        let text = world
+            .client
+            .request_text(http::Request::get(path).body(Vec::<u8>::new()).unwrap())
+            .await
+            .unwrap();
+        let stored: StatusOnly = serde_json::from_str(&text).unwrap();
+        let failed = stored.status.and_then(|s| {
+            s["conditions"].as_array().and_then(|cs| {
+                cs.iter()
+                    .find(|c| c["type"] == "Failed" && c["status"] == "True")
+                    .cloned()
+            })
+        });
+        if let Some(condition) = failed {
+            break condition;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the deep Sequence was never refused"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(failed["reason"], "InvalidSpec");
+    let message = failed["message"].as_str().unwrap();
+    assert!(
+        message.contains("nested more than 128 levels deep"),
+        "{message}"
+    );
+    let events = world.wait_events(&["InvalidSpec"]).await;
+    assert_eq!(events.get("InvalidSpec"), Some(&1), "{events:?}");
+    assert_eq!(
+        world.emu.calls_of("RunTask").len(),
+        1,
+        "only the valid Sequence launched"
+    );
+    stop(controller);
+}

@@ -11,7 +11,7 @@
 //!
 //! Owns: the `Sequence` type and its CRD ([`sequence`]), its [`conditions`], one reconcile
 //! (`reconcile.rs`), where its plan comes from (`plan_source.rs`), the `.status` writes
-//! (`status_store.rs`), Events and log lines (`events.rs`), the shared ECS [`poller`], Lease
+//! (`status_store.rs`), Sequences it cannot decode (`undecodable.rs`), Events and log lines (`events.rs`), the shared ECS [`poller`], Lease
 //! [`leader`] election, the HTTP [`server`] and its [`metrics`], and start-up and shutdown
 //! (`run.rs`). May use the core, `drive`, `ecs`, `source`, `batch` and `shutdown`; never `cli`.
 
@@ -27,6 +27,7 @@ mod run;
 pub mod sequence;
 pub mod server;
 mod status_store;
+mod undecodable;
 
 use std::sync::Arc;
 

@@ -13,12 +13,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use kube::core::DeserializeGuard;
 use kube::runtime::reflector::ObjectRef;
 use tokio::sync::mpsc;
 
 use crate::controller::metrics::Metrics;
-use crate::controller::sequence::Sequence;
+use crate::controller::undecodable::GuardedSequence;
 use crate::ecs::Executor;
 use crate::ecs::clients::{AwsClients, RegionClients};
 use jiff::Timestamp;
@@ -28,7 +27,7 @@ use sequencer_core::observation::{ApiError, DescribeResponse, MissingTask, Obser
 use sequencer_core::status::TaskRecord;
 
 /// A Sequence, named as the controller's reconcile queue names it.
-pub type Owner = ObjectRef<DeserializeGuard<Sequence>>;
+pub type Owner = ObjectRef<GuardedSequence>;
 
 /// Where tasks live: ECS task ARNs are only meaningful with their region and cluster.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]

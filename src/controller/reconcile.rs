@@ -7,11 +7,8 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Resource;
-use kube::api::{Api, ApiResource, DynamicObject, ResourceExt};
-use kube::core::DeserializeGuard;
-use kube::core::error_boundary::InvalidObject;
+use kube::api::{Api, ResourceExt};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -22,13 +19,14 @@ use sequencer_core::plan::{Plan, PlannedStep};
 use sequencer_core::status::RunStatus;
 use tracing::Instrument;
 
-use super::conditions::{SPEC_CHANGED, held};
+use super::conditions::SPEC_CHANGED;
 use super::events::{EventCollector, publish};
 use super::metrics::KindLabel;
-use super::plan_source::{Resolved, resolve, step_problems};
+use super::plan_source::{Resolved, resolve};
 use super::poller::{ClusterKey, Owner, PolledEcs};
 use super::sequence::Sequence;
-use super::status_store::{KubeStore, refused_status, replace_status_guarded};
+use super::status_store::KubeStore;
+use super::undecodable::{GuardedSequence, refuse_undecodable};
 use super::{Context, Error, FINALIZER};
 use crate::drive::{Driven, drive};
 
@@ -39,11 +37,7 @@ const RESYNC: Duration = Duration::from_secs(300);
 /// How often a Sequence whose source could not be read tries again.
 const SOURCE_RETRY: Duration = Duration::from_secs(20);
 
-pub(crate) fn error_policy(
-    _: Arc<DeserializeGuard<Sequence>>,
-    error: &Error,
-    ctx: Arc<Context>,
-) -> Action {
+pub(crate) fn error_policy(_: Arc<GuardedSequence>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics
         .reconcile_errors
         .get_or_create(&KindLabel {
@@ -68,7 +62,7 @@ pub(crate) fn error_policy(
 }
 
 pub(crate) async fn reconcile(
-    guard: Arc<DeserializeGuard<Sequence>>,
+    guard: Arc<GuardedSequence>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     // `sequence`, not `name`: a JSON log line already uses `name` for the span's own name.
@@ -86,10 +80,7 @@ pub(crate) async fn reconcile(
     result
 }
 
-async fn reconcile_guarded(
-    guard: Arc<DeserializeGuard<Sequence>>,
-    ctx: &Context,
-) -> Result<Action, Error> {
+async fn reconcile_guarded(guard: Arc<GuardedSequence>, ctx: &Context) -> Result<Action, Error> {
     let seq = match &guard.0 {
         Ok(seq) => Arc::new(seq.clone()),
         Err(invalid) => return refuse_undecodable(invalid, ctx).await,
@@ -104,86 +95,6 @@ async fn reconcile_guarded(
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)))
-}
-
-/// A Sequence whose spec cannot be decoded: report it on the object itself and wait for a change.
-/// Written the same guarded way as every other status.
-async fn refuse_undecodable(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Error> {
-    let meta = &invalid.metadata;
-    let (Some(name), Some(namespace)) = (meta.name.clone(), meta.namespace.clone()) else {
-        return Ok(Action::await_change());
-    };
-    let resource = ApiResource::erase::<Sequence>(&());
-    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, &resource);
-    let mut current = api.get(&name).await?;
-    // The batch checker on the raw steps names the key path and the closest known key; serde's
-    // own message is the fallback.
-    let located = located_problems(&current.data);
-    let message = format!(
-        "the Sequence cannot be read: {}",
-        located.unwrap_or_else(|| invalid.error.to_string())
-    );
-    let previous: Vec<Condition> = current
-        .data
-        .pointer("/status/conditions")
-        .and_then(|c| serde_json::from_value(c.clone()).ok())
-        .unwrap_or_default();
-    // A run already under way is held, its status kept as it is; one that never started is refused.
-    let started = current.data.pointer("/status/run").is_some();
-    let conditions = if started {
-        held(
-            &previous,
-            "InvalidSpec",
-            &message,
-            meta.generation,
-            Timestamp::now(),
-        )
-    } else {
-        refused_status(&previous, "InvalidSpec", &message, meta.generation, false).conditions
-    };
-    if conditions == previous {
-        return Ok(Action::await_change());
-    }
-    let status = if started {
-        let mut status = current.data.get("status").cloned().unwrap_or_default();
-        status["conditions"] =
-            serde_json::to_value(&conditions).map_err(kube::Error::SerdeError)?;
-        status
-    } else {
-        let refused = refused_status(&previous, "InvalidSpec", &message, meta.generation, false);
-        serde_json::to_value(&refused).map_err(kube::Error::SerdeError)?
-    };
-    if let Some(object) = current.data.as_object_mut() {
-        object.insert("status".into(), status);
-    }
-    replace_status_guarded(&api, current).await?;
-    let reference = ObjectReference {
-        api_version: Some(resource.api_version.clone()),
-        kind: Some(resource.kind.clone()),
-        name: Some(name),
-        namespace: Some(namespace),
-        uid: meta.uid.clone(),
-        resource_version: meta.resource_version.clone(),
-        ..Default::default()
-    };
-    tracing::warn!(%message, "refusing an undecodable Sequence");
-    let reason = "InvalidSpec";
-    warn(ctx, &reference, reason, &message).await;
-    Ok(Action::await_change())
-}
-
-/// The problems of the raw `spec.steps` as the batch checker sees them (every one, with its key
-/// path and what is allowed), if it finds any.
-fn located_problems(object: &serde_json::Value) -> Option<String> {
-    let steps = object.pointer("/spec/steps")?.as_array()?;
-    let bodies = steps.iter().map(|step| {
-        let mut body = step.clone();
-        let name = body.as_object_mut().and_then(|o| o.remove("name"));
-        let name = name.and_then(|n| n.as_str().map(String::from));
-        (name.unwrap_or_default(), body)
-    });
-    let problems = step_problems(bodies);
-    (!problems.is_empty()).then(|| problems.join("; "))
 }
 
 /// A Warning Event on the Sequence.

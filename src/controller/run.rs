@@ -8,7 +8,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use kube::Client;
 use kube::api::{Api, ListParams};
-use kube::core::DeserializeGuard;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter as EventReporter};
 use kube::runtime::watcher;
@@ -20,6 +19,7 @@ use crate::controller::metrics::Metrics;
 use crate::controller::poller::{Poller, Woken};
 use crate::controller::sequence::Sequence;
 use crate::controller::server::Health;
+use crate::controller::undecodable::GuardedSequence;
 use crate::ecs::clients::AwsClients;
 use crate::shutdown::wait_for_signal;
 
@@ -178,10 +178,10 @@ async fn reconcile_sequences(
     mut woken: Woken,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    // Through DeserializeGuard, a Sequence that cannot be decoded (the API server keeps
-    // `success.containers` as written) is handed to reconcile as an error instead of failing the
-    // whole watch, which would stall every other Sequence.
-    let sequences: Api<DeserializeGuard<Sequence>> = match namespace {
+    // Through GuardedSequence, a Sequence that cannot be decoded (a bad `success.containers`, a
+    // value nested past any decoder's limit) is handed to reconcile as an error instead of failing
+    // the whole watch, which would stall every other Sequence.
+    let sequences: Api<GuardedSequence> = match namespace {
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
     };
