@@ -80,6 +80,9 @@ pub struct SyntaxError {
     pub message: String,
 }
 
+/// How deep a batch file may nest (lists and mappings).
+pub const MAX_DEPTH: usize = 32;
+
 /// Parses one YAML document. An empty document is `Value::Null` at 1:1.
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     if text.trim().is_empty() {
@@ -88,15 +91,7 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
             at: Pos { line: 1, column: 1 },
         });
     }
-    let mut options = serde_saphyr::options::Options::default();
-    // Repeated keys reach our visitor, which keeps both so the error can name both places.
-    options.duplicate_keys = serde_saphyr::options::DuplicateKeyPolicy::PassThrough;
-    // YAML 1.2 booleans only: with YAML 1.1's, a key `on:` (as in `retry: {on: [...]}`) or a value
-    // `no` (a country code, a flag name) silently becomes a boolean.
-    options.strict_booleans = true;
-    // Our own message names the position; the library's source snippet would repeat it.
-    options.with_snippet = false;
-    match serde_saphyr::from_str_with_options::<Spanned<Value>>(text, options) {
+    match read_spanned(text) {
         Ok(spanned) => Ok(Node {
             at: Pos::from_location(&spanned.referenced),
             value: spanned.value,
@@ -111,10 +106,64 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
             if let Some(cut) = message.find(" at line ") {
                 message.truncate(cut);
             }
+            if message.contains("budget breached: Depth") || message.contains("recursion limit") {
+                message = format!(
+                    "nested more than {MAX_DEPTH} levels deep (lists and mappings); no batch file \
+                     needs that many"
+                );
+            }
             Err(SyntaxError { at, message })
         }
     }
 }
+
+/// The library's reader, on a thread with a stack of `READER_STACK` bytes (reserved, touched only
+/// as used), or on this thread if no thread can be started.
+fn read_spanned(text: &str) -> Result<Spanned<Value>, serde_saphyr::Error> {
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("yaml-reader".into())
+            .stack_size(READER_STACK)
+            .spawn_scoped(scope, || {
+                serde_saphyr::from_str_with_options(text, reader_options())
+            });
+        match worker {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => serde_saphyr::from_str_with_options(text, reader_options()),
+        }
+    })
+}
+
+fn reader_options() -> serde_saphyr::options::Options {
+    let mut options = serde_saphyr::options::Options::default();
+    // Repeated keys reach our visitor, which keeps both so the error can name both places.
+    options.duplicate_keys = serde_saphyr::options::DuplicateKeyPolicy::PassThrough;
+    // YAML 1.2 booleans only: with YAML 1.1's, a key `on:` (as in `retry: {on: [...]}`) or a value
+    // `no` (a country code, a flag name) silently becomes a boolean.
+    options.strict_booleans = true;
+    // Our own message names the position; the library's source snippet would repeat it.
+    options.with_snippet = false;
+    // Reading a node costs stack in proportion to its depth (over 30 KiB a level in a debug
+    // build), so a deep file is refused at MAX_DEPTH, and read on a thread of its own with a
+    // stack that holds MAX_DEPTH levels many times over, whatever stack the caller has (the
+    // controller's workers have 2 MiB). The deepest a batch step goes is about 12 levels (a tag
+    // of a managed EBS volume).
+    let mut budget = serde_saphyr::budget::Budget::default();
+    budget.max_depth = MAX_DEPTH;
+    budget.flow_nesting_limit = MAX_DEPTH;
+    // A thousand steps of every option are far fewer events than this; an alias bomb (anchors
+    // replayed into each other) stops at it instead of costing seconds of CPU.
+    budget.max_events = 200_000;
+    options.budget = Some(budget);
+    options.alias_limits.max_total_replayed_events = 50_000;
+    options.alias_limits.max_replay_stack_depth = MAX_DEPTH;
+    options
+}
+
+/// The YAML reader's stack: room for MAX_DEPTH levels many times over.
+const READER_STACK: usize = 64 << 20;
 
 /// A JSON value as a node tree without positions (line 0): for input that did not come from YAML
 /// text, such as a Kubernetes object, so that it can be checked like a batch file.
@@ -255,6 +304,52 @@ impl<'de> Deserialize<'de> for KeyText {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Anchors replayed into each other (6^11 nodes if expanded) are refused at the replay
+    /// budget instead of being expanded.
+    #[test]
+    fn an_alias_bomb_is_refused_not_expanded() {
+        let mut text = String::from("x0: &l0 [a, a, a, a, a, a, a, a]\n");
+        for level in 1..12 {
+            let refs = vec![format!("*l{}", level - 1); 6].join(", ");
+            text.push_str(&format!("x{level}: &l{level} [{refs}]\n"));
+        }
+        let error = parse(&text).expect_err("refused");
+        assert!(
+            error.message.contains("alias replay limit"),
+            "{}",
+            error.message
+        );
+    }
+
+    /// A document nested far past the limit is refused, not a stack overflow, even on a thread
+    /// with a small stack (the controller's workers have 2 MiB).
+    #[test]
+    fn deep_nesting_is_refused_on_a_small_stack() {
+        let documents = [
+            format!("- a: {}1{}", "[".repeat(5000), "]".repeat(5000)),
+            format!("- a: {}1{}", "{a: ".repeat(5000), "}".repeat(5000)),
+            (0..200).fold(String::from("- a:\n"), |mut text, depth| {
+                text.push_str(&" ".repeat(2 * depth + 4));
+                text.push_str("b:\n");
+                text
+            }),
+        ];
+        for document in documents {
+            let result = std::thread::Builder::new()
+                .stack_size(1 << 20)
+                .spawn(move || parse(&document).map(|_| ()))
+                .expect("thread")
+                .join()
+                .expect("no overflow, no panic");
+            let error = result.expect_err("refused");
+            assert!(
+                error.message.contains("nested more than 32 levels deep"),
+                "{}",
+                error.message
+            );
+        }
+    }
 
     #[test]
     fn positions_are_kept_for_keys_values_and_items() {
