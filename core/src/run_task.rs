@@ -17,9 +17,11 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RunTaskParameters {
     /// The family and revision (`family:revision`) or full ARN of the task definition to run.
+    #[schemars(length(min = 1))]
     pub task_definition: String,
     /// Short name or ARN of the cluster; the default cluster when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
     pub cluster: Option<String>,
     /// How many copies of the task to start (1 to 10). The step succeeds only if all succeed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
