@@ -550,7 +550,10 @@ async fn nested_typos_and_bad_alternatives_are_refused_with_the_place_and_a_sugg
     typo["retry"] = json!({"limit": 1, "backof": {"initialSeconds": 5}});
     let mut alternative = step("alternative", "quick");
     alternative["success"] = json!({"containers": 42});
-    for (name, body) in [("typo", typo), ("alternative", alternative)] {
+    // Beside `name`, at the top of the step (where serde's flatten would have dropped it).
+    let mut top = step("top", "quick");
+    top["timeoutSecond"] = json!(60);
+    for (name, body) in [("typo", typo), ("alternative", alternative), ("top", top)] {
         let object = json!({"apiVersion": "sequencer.dev/v1alpha1", "kind": "Sequence",
                             "metadata": {"name": name}, "spec": {"steps": [body]}});
         raw.create(
@@ -611,6 +614,14 @@ async fn nested_typos_and_bad_alternatives_are_refused_with_the_place_and_a_sugg
         message.contains("spec.steps[0].success.containers (alternative)"),
         "{message}"
     );
+    let top = refused("top").await;
+    let message = top["message"].as_str().unwrap();
+    for wanted in [
+        "spec.steps[0].timeoutSecond (top)",
+        "did you mean `timeoutSeconds`",
+    ] {
+        assert!(message.contains(wanted), "{wanted:?} not in {message}");
+    }
     assert!(world.emu.calls_of("RunTask").is_empty(), "nothing launched");
     stop(controller);
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use sequencer_core::plan::PlannedStep;
+use sequencer_core::step::StepDefinition;
 
 /// A batch of ECS tasks run strictly one after another, each launched exactly once.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -32,7 +33,11 @@ use sequencer_core::plan::PlannedStep;
 #[serde(rename_all = "camelCase")]
 pub struct SequenceSpec {
     /// The steps, in order (at most 1000). Give either `steps` or `source`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "strict_steps"
+    )]
     #[schemars(length(max = 1000))]
     pub steps: Vec<PlannedStep>,
     /// Where to read a batch file in the seed's format. Give either `steps` or `source`.
@@ -136,6 +141,31 @@ pub struct PinnedSpec {
 }
 
 /// The digest that tells whether the parts of the spec a running plan is made from changed.
+/// The steps, refusing an unknown key beside `name` at the top of a step. `PlannedStep` flattens
+/// its definition, and serde cannot deny unknown fields through a flatten: `retryx: {...}` or
+/// `timeoutSecond: 60` would be dropped without a word and the step launched without the setting
+/// meant. Refused here, the Sequence is reported as undecodable, with the key path and the closest
+/// known key.
+fn strict_steps<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<PlannedStep>, D::Error> {
+    use serde::de::Error as _;
+    let raw = Vec::<serde_json::Map<String, Value>>::deserialize(deserializer)?;
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, mut body)| {
+            let name = match body.remove("name") {
+                Some(Value::String(name)) => name,
+                Some(_) => return Err(D::Error::custom(format!("spec.steps[{i}].name: not text"))),
+                None => return Err(D::Error::custom(format!("spec.steps[{i}].name: missing"))),
+            };
+            let definition = StepDefinition::deserialize(Value::Object(body))
+                .map_err(|e| D::Error::custom(format!("spec.steps[{i}] ({name}): {e}")))?;
+            Ok(PlannedStep { name, definition })
+        })
+        .collect()
+}
+
 pub fn spec_digest(spec: &SequenceSpec) -> String {
     use sha2::{Digest, Sha256};
     let parts = json!({"steps": spec.steps, "source": spec.source, "region": spec.region});
