@@ -20,14 +20,14 @@ mod error;
 mod events;
 pub mod leader;
 pub mod metrics;
-mod plan_source;
+pub mod plan_source;
 pub mod poller;
 mod reconcile;
 mod run;
 pub mod sequence;
 pub mod server;
 mod status_store;
-mod undecodable;
+pub mod undecodable;
 
 use std::sync::Arc;
 

@@ -202,7 +202,7 @@ async fn read_source(
 
 /// The same checks a batch file gets (the API server checked the schema; these are the ECS limits
 /// and the rules a schema cannot say), with the key path of every problem.
-fn check_steps(steps: &[PlannedStep]) -> Result<(), Refusal> {
+pub fn check_steps(steps: &[PlannedStep]) -> Result<(), Refusal> {
     let max = crate::batch::file::MAX_STEPS;
     if steps.len() > max {
         let message = format!(

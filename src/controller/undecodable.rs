@@ -226,7 +226,7 @@ fn status_for(
 
 /// The problems of the raw `spec.steps` as the batch checker sees them (every one, with its key
 /// path and what is allowed), if it finds any.
-fn located_problems(spec: &Value) -> Option<String> {
+pub fn located_problems(spec: &Value) -> Option<String> {
     let steps = spec.get("steps")?.as_array()?;
     let bodies = steps.iter().map(|step| {
         let mut body = step.clone();

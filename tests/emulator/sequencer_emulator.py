@@ -23,6 +23,15 @@ and moto does not is added here, in front of moto's own WSGI app:
   "listLimit": n, "earlyMissingSeconds": s} makes ListTasks leave out tasks started less than s
   seconds ago, list at most n tasks per call (no nextToken: a partial answer), and DescribeTasks
   answer MISSING for tasks started less than s seconds ago. Zero or absent switches a lag off.
+* Chaos, for the reliability run: POST /_ext/chaos {"throttle": p, "serverError": q, "seed": n,
+  "outageSeconds": s} makes every ECS call, with probability p, answer ThrottlingException; with
+  probability q, a 5xx with an error code ECS does not document (InternalFailure, ServiceUnavailable;
+  for RunTask and StopTask half of these are "lost answers": the call takes effect first); and for
+  the next s seconds, every call answer 503 ServiceUnavailable (an outage). The answer, and GET
+  /_ext/chaos, count the faults served so far.
+* Container behaviour by attempt: SEQ_EMU_FAIL_ATTEMPTS=k in the container environment makes
+  attempts 1..k (the RunTask tag sequencer.dev/attempt) exit with SEQ_EMU_EXIT_CODE or 1, and later
+  attempts exit 0: a step that succeeds on a retry.
 * GET /_ext/calls lists every ECS call (operation, cluster, startedBy, clientToken, the whole request) for assertions
   such as "RunTask was called once per startedBy". POST /_ext/reset clears the extension's state.
 * POST /_ext/ecs/forget-task {"task": ARN} makes ECS forget a task (it then answers MISSING).
@@ -34,6 +43,7 @@ Prints one line "sequencer-emulator listening on http://HOST:PORT" once it accep
 import argparse
 import io
 import json
+import random
 import sys
 import threading
 import time
@@ -70,6 +80,11 @@ class Extension:
         self.started = {}  # task arn -> monotonic time of RunTask
         self.forgotten = set()
         self.consistency = {}
+        self.attempts = {}  # task arn -> the sequencer.dev/attempt tag of its RunTask
+        self.chaos = {}
+        self.chaos_random = random.Random(0)
+        self.outage_until = 0.0
+        self.chaos_counts = {"throttle": 0, "server-error": 0, "lost-answer": 0, "outage": 0}
 
     # ----- WSGI entry -----------------------------------------------------------------------------
 
@@ -98,6 +113,8 @@ class Extension:
             "time": time.time(),
         })
         injected = self.take_injection(operation)
+        if injected is None:
+            injected = self.take_chaos(operation)
         lost = None
         if injected is not None and injected[0] == "lost-answer":
             lost = injected[1]
@@ -171,8 +188,12 @@ class Extension:
         status, payload = self.forward(environ, body)
         if status == 200:
             arns = [t["taskArn"] for t in payload.get("tasks", [])]
+            attempt = next((t.get("value") for t in request.get("tags") or []
+                            if t.get("key") == "sequencer.dev/attempt"), None)
             for arn in arns:
                 self.started[arn] = time.monotonic()
+                if attempt is not None:
+                    self.attempts[arn] = attempt
                 task = find_task(arn)
                 if task is not None:
                     stamp = now_utc()
@@ -211,6 +232,28 @@ class Extension:
                     return 200, {"tasks": [], "failures": [failure]}
         return None
 
+    def take_chaos(self, operation):
+        """A fault drawn at random under /_ext/chaos, or None."""
+        if time.monotonic() < self.outage_until:
+            self.chaos_counts["outage"] += 1
+            return 503, {"__type": "ServiceUnavailable", "message": "outage (injected)"}
+        draw = self.chaos_random.random()
+        throttle = float(self.chaos.get("throttle") or 0)
+        server_error = float(self.chaos.get("serverError") or 0)
+        if draw < throttle:
+            self.chaos_counts["throttle"] += 1
+            return 400, {"__type": "ThrottlingException", "message": "Rate exceeded (injected)"}
+        if draw < throttle + server_error:
+            code = self.chaos_random.choice(["InternalFailure", "ServiceUnavailable"])
+            status = 503 if code == "ServiceUnavailable" else 500
+            payload = {"__type": code, "message": "injected 5xx"}
+            if operation in ("RunTask", "StopTask") and self.chaos_random.random() < 0.5:
+                self.chaos_counts["lost-answer"] += 1
+                return "lost-answer", (status, payload)
+            self.chaos_counts["server-error"] += 1
+            return status, payload
+        return None
+
     def autopilot(self):
         """Finishes tasks whose emulated container has run its SEQ_EMU_SECONDS."""
         for task in all_tasks():
@@ -227,6 +270,10 @@ class Extension:
                 continue
             code_text = env.get("SEQ_EMU_EXIT_CODE", "0").strip().lower()
             code = None if code_text in ("none", "") else int(code_text)
+            if "SEQ_EMU_FAIL_ATTEMPTS" in env:
+                failing = int(env["SEQ_EMU_FAIL_ATTEMPTS"])
+                attempt = int(self.attempts.get(task.task_arn) or 1)
+                code = (code or 1) if attempt <= failing else 0
             stop_code = env.get("SEQ_EMU_STOP_CODE", "EssentialContainerExited")
             reason = env.get("SEQ_EMU_REASON", "Essential container in task exited")
             finish(task, exit_codes={None: code}, stop_code=stop_code, reason=reason, container_reason=None)
@@ -284,6 +331,13 @@ class Extension:
         if path == "/_ext/consistency":
             self.consistency = dict(request)
             return respond(start_response, 200, {"status": "ok"})
+        if path == "/_ext/chaos":
+            if environ.get("REQUEST_METHOD") == "POST":
+                self.chaos = dict(request)
+                self.chaos_random = random.Random(request.get("seed", 0))
+                outage = float(request.get("outageSeconds") or 0)
+                self.outage_until = time.monotonic() + outage if outage > 0 else 0.0
+            return respond(start_response, 200, {"counts": self.chaos_counts})
         if path == "/_ext/ecs/finish-task":
             task = find_task(request.get("task", ""))
             if task is None:

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Starts etcd and kube-apiserver on free 127.0.0.1 ports with fresh certificates in DIR, writes
 # DIR/kubeconfig (admin token) once /readyz answers, prints "kube-apiserver ready DIR/kubeconfig",
-# and stays in the foreground until SIGTERM or SIGINT, then stops both.
+# and stays in the foreground until SIGTERM or SIGINT, then stops both. SIGUSR1 restarts
+# kube-apiserver alone (same port, same etcd: an API-server restart as clusters see in upgrades);
+# DIR/etcd-endpoint names etcd's client URL (for compaction in the reliability run).
 #   tests/kube/start.sh DIR
 set -euo pipefail
 dir="${1:?usage: start.sh DIR}"
@@ -38,15 +40,26 @@ etcd --name test --data-dir "$dir/etcd" \
   --initial-cluster "test=http://127.0.0.1:$etcd_peer" --listen-metrics-urls "http://127.0.0.1:$etcd_metrics" \
   >"$dir/etcd.log" 2>&1 &
 pids+=($!)
-"$bin/kube-apiserver" --etcd-servers "http://127.0.0.1:$etcd_client" \
-  --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api" \
-  --tls-cert-file server.crt --tls-private-key-file server.key --client-ca-file ca.crt \
-  --token-auth-file tokens.csv --authorization-mode RBAC \
-  --service-account-issuer https://kubernetes.default.svc.cluster.local \
-  --service-account-key-file sa.pub --service-account-signing-key-file sa.key \
-  --service-cluster-ip-range 10.0.0.0/24 --disable-admission-plugins ServiceAccount \
-  >"$dir/kube-apiserver.log" 2>&1 &
-pids+=($!)
+start_apiserver() {
+  "$bin/kube-apiserver" --etcd-servers "http://127.0.0.1:$etcd_client" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api" \
+    --tls-cert-file server.crt --tls-private-key-file server.key --client-ca-file ca.crt \
+    --token-auth-file tokens.csv --authorization-mode RBAC \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file sa.pub --service-account-signing-key-file sa.key \
+    --service-cluster-ip-range 10.0.0.0/24 --disable-admission-plugins ServiceAccount \
+    >>"$dir/kube-apiserver.log" 2>&1 &
+  pids[1]=$!
+}
+restart_apiserver() {
+  kill "${pids[1]}" 2>/dev/null || true
+  wait "${pids[1]}" 2>/dev/null || true
+  start_apiserver
+  echo "kube-apiserver restarted" >>"$dir/restarts.log"
+}
+start_apiserver
+trap restart_apiserver USR1
+printf 'http://127.0.0.1:%s\n' "$etcd_client" >"$dir/etcd-endpoint"
 
 cat >kubeconfig <<KC
 apiVersion: v1
