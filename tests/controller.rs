@@ -1,6 +1,7 @@
 //! The controller on a real kube-apiserver + etcd, with the AWS emulator: Sequences run to
 //! Complete or Failed, deletion stops tasks, bad input is refused, suspend and deadlines work.
-//! Crashes, leader election, conflicts and operations: `controller_ops.rs`.
+//! Crashes, leader election, conflicts and operations: `controller_ops.rs`; ECS's own faults and
+//! eventual consistency: `controller_faults.rs`.
 
 mod support;
 
@@ -680,61 +681,6 @@ async fn deleting_a_sequence_with_an_unreadable_run_stops_its_tasks_first() {
         world.emu.calls_of("RunTask").len(),
         1,
         "step two never launched"
-    );
-    stop(controller);
-}
-
-/// ECS answers MISSING for a task it has just started. When the shared poller then cannot poll
-/// for longer than the grace period (throttled), the early MISSING it holds is served late, at
-/// the Sequence's grace timer; it must not be taken for a lost task. The step completes once
-/// ECS answers again.
-#[tokio::test(flavor = "multi_thread")]
-async fn an_early_missing_served_after_a_throttled_minute_is_not_a_lost_task() {
-    let world = World::start().await;
-    world.emu.consistency(json!({"earlyMissingSeconds": 30}));
-    let controller = world.controller();
-    world.create("early", json!([step("one", "steady")])).await;
-    // The poller's first answer for the new task is MISSING; then DescribeTasks is throttled
-    // 24 times (eight polls): the poller backs off (1 s doubling to 60 s, at least half of each) for more
-    // than the 60 s grace. (Each poll is tried three times by the SDK.)
-    let start = Instant::now();
-    loop {
-        let launched = world
-            .emu
-            .calls_of("RunTask")
-            .first()
-            .map(|c| c["time"].clone());
-        let described_after = launched.is_some_and(|t| {
-            world
-                .emu
-                .calls_of("DescribeTasks")
-                .iter()
-                .any(|c| c["time"].as_f64() > t.as_f64())
-        });
-        if described_after {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the task was never polled"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    world.emu.inject("DescribeTasks", "throttle", 24, None);
-    let done = world
-        .wait_condition("early", "Complete", Duration::from_secs(300))
-        .await;
-    let run = done.status.unwrap().run.unwrap();
-    assert_eq!(
-        run["steps"][0]["attempts"].as_array().map_or(0, Vec::len),
-        1,
-        "{run}"
-    );
-    assert!(
-        run["steps"][0]["attempts"][0]["tasks"][0]
-            .get("missing")
-            .is_none(),
-        "{run}"
     );
     stop(controller);
 }
