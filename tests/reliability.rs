@@ -61,8 +61,8 @@ fn settings() -> Settings {
         outage_seconds: setting("OUTAGE_SECONDS").unwrap_or(if full { 600 } else { 5 }),
         fuzz: Duration::from_secs(setting("FUZZ_SECONDS").unwrap_or(if full { 600 } else { 5 })),
         // Long enough that the Sequences are still running when the last kill comes.
-        task_seconds: if full { 30 } else { 1 },
-        kill_after_ms: if full { (300, 4000) } else { (200, 1500) },
+        task_seconds: if full { 45 } else { 1 },
+        kill_after_ms: if full { (200, 2500) } else { (200, 1500) },
     }
 }
 
