@@ -166,16 +166,30 @@ async fn apply(
         metrics: &ctx.metrics,
     };
     let mut sink = EventCollector::new(&ctx.metrics);
-    let driven = drive(plan, status, observations, &ecs, &mut store, &mut sink).await?;
-    // The run may not have changed while the spec did: keep conditions and observedGeneration true.
+    // The Event for a spec changed mid-run goes with the first stored status that says so. That
+    // write may come from any save of the drive, and a later save may then fail (a 409): announce
+    // it before giving up on this reconcile, or the next one, seeing the condition already
+    // stored, would never announce it.
     let reported = has_true_condition(seq, SPEC_CHANGED);
-    store.refresh(&driven.status).await?;
-    let newly_changed = has_true_condition(store.object(), SPEC_CHANGED) && !reported;
+    let mut announced = false;
+    let mut announce = async |store: &KubeStore| {
+        if !announced
+            && !reported
+            && has_true_condition(store.object(), SPEC_CHANGED)
+            && let Some(message) = &resolved.spec_changed
+        {
+            announced = true;
+            warn(ctx, &reference, "SpecChangedDuringRun", message).await;
+        }
+    };
+    let driven = drive(plan, status, observations, &ecs, &mut store, &mut sink).await;
+    announce(&store).await;
+    let driven = driven?;
+    // The run may not have changed while the spec did: keep conditions and observedGeneration true.
+    let refreshed = store.refresh(&driven.status).await;
+    announce(&store).await;
+    refreshed?;
     sink.publish_all(&ctx.recorder, &reference).await;
-    if newly_changed && let Some(message) = &resolved.spec_changed {
-        let reason = "SpecChangedDuringRun";
-        warn(ctx, &reference, reason, message).await;
-    }
     if driven.status.is_finished() {
         ctx.poller.release(&owner);
         return Ok(Action::await_change());
