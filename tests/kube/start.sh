@@ -78,7 +78,8 @@ KC
 for _ in $(seq 600); do
   if curl -sf --cacert ca.crt -H "Authorization: Bearer $token" "https://127.0.0.1:$api/readyz" >/dev/null 2>&1; then
     echo "kube-apiserver ready $dir/kubeconfig"
-    while :; do sleep 3600 & sleeper=$!; wait "$sleeper" || true; done
+    # A trap (SIGUSR1) interrupts the wait: end that sleep, which holds our stderr, before the next.
+    while :; do sleep 3600 & sleeper=$!; wait "$sleeper" || true; kill "$sleeper" 2>/dev/null || true; done
   fi
   for p in "${pids[@]}"; do
     kill -0 "$p" 2>/dev/null || { echo "etcd or kube-apiserver exited; logs in $dir" >&2; tail -20 "$dir/kube-apiserver.log" "$dir/etcd.log" >&2; exit 1; }
