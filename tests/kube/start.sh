@@ -78,8 +78,13 @@ KC
 for _ in $(seq 600); do
   if curl -sf --cacert ca.crt -H "Authorization: Bearer $token" "https://127.0.0.1:$api/readyz" >/dev/null 2>&1; then
     echo "kube-apiserver ready $dir/kubeconfig"
-    # A trap (SIGUSR1) interrupts the wait: end that sleep, which holds our stderr, before the next.
-    while :; do sleep 3600 & sleeper=$!; wait "$sleeper" || true; kill "$sleeper" 2>/dev/null || true; done
+    # The sleep gets no stdio of ours: a sleep outliving this script (a trap interrupts the wait)
+    # must not hold the caller's output pipe open. A SIGUSR1 interrupts the wait: end that sleep.
+    while :; do
+      sleep 3600 </dev/null >/dev/null 2>&1 & sleeper=$!
+      wait "$sleeper" || true
+      kill "$sleeper" 2>/dev/null || true
+    done
   fi
   for p in "${pids[@]}"; do
     kill -0 "$p" 2>/dev/null || { echo "etcd or kube-apiserver exited; logs in $dir" >&2; tail -20 "$dir/kube-apiserver.log" "$dir/etcd.log" >&2; exit 1; }
