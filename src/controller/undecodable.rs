@@ -77,31 +77,46 @@ fn describe(error: &serde_json::Error) -> String {
     }
 }
 
-impl Resource for GuardedSequence {
-    type DynamicType = ();
-    type Scope = <Sequence as Resource>::Scope;
+/// A view of a Sequence is the same Kubernetes resource: kind, group, version and plural are
+/// the Sequence's; only where the metadata lives differs.
+macro_rules! sequence_resource {
+    ($view:ty, |$s:ident| $meta:expr, |$m:ident| $meta_mut:expr) => {
+        impl Resource for $view {
+            type DynamicType = ();
+            type Scope = <Sequence as Resource>::Scope;
 
-    fn kind(_: &()) -> Cow<'_, str> {
-        Sequence::kind(&())
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        Sequence::group(&())
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        Sequence::version(&())
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        Sequence::plural(&())
-    }
-    fn meta(&self) -> &ObjectMeta {
-        self.0.as_ref().map_or_else(|e| &e.metadata, Sequence::meta)
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        self.0
-            .as_mut()
-            .map_or_else(|e| &mut e.metadata, Sequence::meta_mut)
-    }
+            fn kind(_: &()) -> Cow<'_, str> {
+                Sequence::kind(&())
+            }
+            fn group(_: &()) -> Cow<'_, str> {
+                Sequence::group(&())
+            }
+            fn version(_: &()) -> Cow<'_, str> {
+                Sequence::version(&())
+            }
+            fn plural(_: &()) -> Cow<'_, str> {
+                Sequence::plural(&())
+            }
+            fn meta(&self) -> &ObjectMeta {
+                let $s = self;
+                $meta
+            }
+            fn meta_mut(&mut self) -> &mut ObjectMeta {
+                let $m = self;
+                $meta_mut
+            }
+        }
+    };
 }
+
+sequence_resource!(
+    GuardedSequence,
+    |s| s.0.as_ref().map_or_else(|e| &e.metadata, Sequence::meta),
+    |s| s
+        .0
+        .as_mut()
+        .map_or_else(|e| &mut e.metadata, Sequence::meta_mut)
+);
 
 /// A Sequence as stored, its spec and status kept as raw JSON text: readable and writable however
 /// deep or malformed they are.
@@ -117,29 +132,7 @@ struct RawSequence {
     status: Option<Box<RawValue>>,
 }
 
-impl Resource for RawSequence {
-    type DynamicType = ();
-    type Scope = <Sequence as Resource>::Scope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        Sequence::kind(&())
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        Sequence::group(&())
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        Sequence::version(&())
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        Sequence::plural(&())
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+sequence_resource!(RawSequence, |s| &s.metadata, |s| &mut s.metadata);
 
 /// A Sequence that cannot be decoded: report it on the object itself (condition and Warning Event)
 /// and wait for a change. A run already under way is held, its status kept as it is; one that
