@@ -121,6 +121,15 @@ async fn sequences_complete_or_fail_and_deletion_stops_the_running_task() {
     world
         .wait_events(&["StepStarted", "StepSucceeded", "Completed", "InvalidSpec"])
         .await;
+    // Each step has Events of its own (not a count on the first step's), as `kubectl describe`
+    // shows them.
+    let succeeded = world.wait_event_notes("StepSucceeded", 3).await;
+    for label in ["step 1 (extract)", "step 2 (transform)", "step 3 (load)"] {
+        assert!(
+            succeeded.iter().any(|n| n.starts_with(label)),
+            "no StepSucceeded Event for {label}: {succeeded:?}"
+        );
+    }
 
     world
         .create(

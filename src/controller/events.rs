@@ -14,7 +14,8 @@ use crate::drive::EventSink;
 /// Collects the engine's events during a drive; they are published afterwards so that a slow
 /// Events API never delays a status write.
 pub struct EventCollector<'a> {
-    pub events: Vec<(EventType, String, String)>,
+    /// Type, reason, action and note of each Event to publish.
+    pub events: Vec<(EventType, String, String, String)>,
     metrics: &'a Metrics,
 }
 
@@ -27,8 +28,8 @@ impl<'a> EventCollector<'a> {
     }
 
     pub async fn publish_all(self, recorder: &Recorder, reference: &ObjectReference) {
-        for (type_, reason, note) in self.events {
-            publish(recorder, reference, type_, &reason, &note).await;
+        for (type_, reason, action, note) in self.events {
+            publish_as(recorder, reference, type_, &reason, &action, &note).await;
         }
     }
 
@@ -78,8 +79,12 @@ impl EventSink for EventCollector<'_> {
                 } else {
                     EventType::Normal
                 };
-                self.events
-                    .push((type_, description.reason(), description.note()));
+                self.events.push((
+                    type_,
+                    description.reason(),
+                    action(&description),
+                    description.note(),
+                ));
             }
         }
     }
@@ -103,7 +108,18 @@ fn log(d: &Description) {
     }
 }
 
-/// Publishes one Event; a failure to publish is logged, never fatal.
+/// The Event's action: which step and attempt it is about. The Recorder folds an Event into an
+/// earlier one of the same reason and action (a series, keeping the first note), so without the
+/// step in the action, step 2's "started" and "succeeded" would only count up step 1's Events.
+fn action(d: &Description) -> String {
+    match (&d.step, d.attempt) {
+        (Some((step, _)), Some(attempt)) => format!("Step{}Attempt{attempt}", step + 1),
+        (Some((step, _)), None) => format!("Step{}", step + 1),
+        (None, _) => "Reconcile".into(),
+    }
+}
+
+/// Publishes one Event about the whole Sequence; a failure to publish is logged, never fatal.
 pub async fn publish(
     recorder: &Recorder,
     reference: &ObjectReference,
@@ -111,11 +127,22 @@ pub async fn publish(
     reason: &str,
     note: &str,
 ) {
+    publish_as(recorder, reference, type_, reason, "Reconcile", note).await;
+}
+
+async fn publish_as(
+    recorder: &Recorder,
+    reference: &ObjectReference,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: &str,
+) {
     let event = KubeEvent {
         type_,
         reason: reason.into(),
         note: Some(note.chars().take(1024).collect()),
-        action: "Reconcile".into(),
+        action: action.into(),
         secondary: None,
     };
     if let Err(e) = recorder.publish(&event, reference).await {

@@ -213,6 +213,33 @@ impl World {
         counts
     }
 
+    /// The notes of the Events with `reason` in `default`, once there are at least `count`
+    /// (Events follow the status write a test usually waits for).
+    pub async fn wait_event_notes(&self, reason: &str, count: usize) -> Vec<String> {
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), "default");
+        let start = Instant::now();
+        loop {
+            let notes: Vec<String> = events
+                .list(&Default::default())
+                .await
+                .expect("events")
+                .items
+                .into_iter()
+                .filter(|e| e.reason.as_deref() == Some(reason))
+                .filter_map(|e| e.note)
+                .collect();
+            if notes.len() >= count {
+                return notes;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "fewer than {count} {reason} Events: {notes:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Waits until an Event with each of `reasons` exists (Events follow the status write that
     /// a test usually waits for); returns the counts.
     pub async fn wait_events(&self, reasons: &[&str]) -> std::collections::BTreeMap<String, i32> {
