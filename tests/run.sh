@@ -18,10 +18,11 @@ cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
 demo_log="$(mktemp -t sequencer-demo.XXXXXX.log)"
-if ! ./examples/demo.sh >"$demo_log" 2>&1 || [ "$(grep -c ' SUCCEEDED in ' "$demo_log")" != 2 ]; then
+if ! ./examples/demo.sh >"$demo_log" 2>&1 || [ "$(grep -c ' SUCCEEDED in ' "$demo_log")" != 2 ] \
+   || ! grep -q -E '^nightly-etl +Succeeded +3/3' "$demo_log"; then
   echo "examples/demo.sh failed:" >&2; cat "$demo_log" >&2; exit 1
 fi
-echo "examples/demo.sh: both runs succeeded"
+echo "examples/demo.sh: the Sequence completed and both command-line runs succeeded"
 
 test_log="$(mktemp -t sequencer-tests.XXXXXX.log)"
 status=0

@@ -7,7 +7,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SEQUENCER_EMULATOR_PYTHON="$("$here/install.sh" | tail -n 1)"
 export SEQUENCER_EMULATOR_PYTHON
 log="$(mktemp -t sequencer-emulator.XXXXXX.log)"
-"$SEQUENCER_EMULATOR_PYTHON" "$here/sequencer_emulator.py" --host 127.0.0.1 --port 0 >"$log" 2>&1 &
+# In a session of its own: a Ctrl-C reaches the caller, whose exit stops the emulator in order
+# (it would otherwise die at once, under a caller still talking to it).
+setsid "$SEQUENCER_EMULATOR_PYTHON" "$here/sequencer_emulator.py" --host 127.0.0.1 --port 0 >"$log" 2>&1 &
 SEQUENCER_EMULATOR_PID=$!
 export SEQUENCER_EMULATOR_PID
 trap 'kill "$SEQUENCER_EMULATOR_PID" 2>/dev/null; wait "$SEQUENCER_EMULATOR_PID" 2>/dev/null || true' EXIT

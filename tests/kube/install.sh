@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds a real kube-apiserver (v1.20.2) for the tests, offline, from Debian's `kubernetes` source
-# package with Debian's Go 1.19, and installs Debian's etcd. The binary is cached outside the work
-# tree; later runs return at once. Prints the directory holding `kube-apiserver` on its last line.
+# Builds a real kube-apiserver and kubectl (v1.20.2) for the tests and the demo, offline, from
+# Debian's `kubernetes` source package with Debian's Go 1.19, and installs Debian's etcd. The
+# binaries are cached outside the work tree; later runs return at once. Prints the directory
+# holding `kube-apiserver` and `kubectl` on its last line.
 #
 # The source comes from the Debian mirrors this machine's apt already uses (their `deb` entries are
 # reused as `deb-src` in a private apt configuration; the system's is not touched).
@@ -12,7 +13,8 @@ set -euo pipefail
 VERSION=1.20.2
 cache="${SEQUENCER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sequencer}"
 out="$cache/kube-apiserver-v$VERSION"
-if [ -x "$out/kube-apiserver" ] && command -v etcd >/dev/null; then
+built() { [ -x "$out/kube-apiserver" ] && [ -x "$out/kubectl" ]; }
+if built && command -v etcd >/dev/null; then
   echo "$out"
   exit 0
 fi
@@ -28,7 +30,7 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
 fi
-[ -x "$out/kube-apiserver" ] && { echo "$out"; exit 0; }
+built && { echo "$out"; exit 0; }
 
 work="$(mktemp -d -t sequencer-kube-build.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
@@ -62,6 +64,18 @@ rm -f "$src/vendor/github.com/modern-go/reflect2/go.mod"
 export PATH="/usr/lib/go-1.19/bin:$PATH" GOPATH="$gopath" GO111MODULE=off GOPROXY=off CGO_ENABLED=0 \
        GOCACHE="$cache/go-build-cache" GOFLAGS=
 cd "$src"
+ld="-s -w"
+for p in component-base/version client-go/pkg/version; do
+  ld="$ld -X k8s.io/kubernetes/vendor/k8s.io/$p.gitVersion=v$VERSION -X k8s.io/kubernetes/vendor/k8s.io/$p.gitMajor=1 -X k8s.io/kubernetes/vendor/k8s.io/$p.gitMinor=20"
+done
+mkdir -p "$out"
+if [ ! -x "$out/kubectl" ]; then
+  echo "building kubectl v$VERSION (a few minutes) ..." >&2
+  go build -ldflags "$ld" -o "$work/kubectl" ./cmd/kubectl
+  mv "$work/kubectl" "$out/kubectl"
+fi
+[ -x "$out/kube-apiserver" ] && { echo "$out"; exit 0; }
+
 echo "generating pkg/generated/openapi ..." >&2
 go build -o "$work/openapi-gen" ./vendor/k8s.io/kube-openapi/cmd/openapi-gen
 dirs=$(find -L pkg cmd plugin vendor/k8s.io -name '*.go' -not -path '*/testdata/*' 2>/dev/null \
@@ -72,11 +86,6 @@ dirs=$(find -L pkg cmd plugin vendor/k8s.io -name '*.go' -not -path '*/testdata/
   -h vendor/k8s.io/code-generator/hack/boilerplate.go.txt -r "$work/openapi-violations.report" >&2
 
 echo "building kube-apiserver v$VERSION (a few minutes) ..." >&2
-ld="-s -w"
-for p in component-base/version client-go/pkg/version; do
-  ld="$ld -X k8s.io/kubernetes/vendor/k8s.io/$p.gitVersion=v$VERSION -X k8s.io/kubernetes/vendor/k8s.io/$p.gitMajor=1 -X k8s.io/kubernetes/vendor/k8s.io/$p.gitMinor=20"
-done
 go build -tags providerless -ldflags "$ld" -o "$work/kube-apiserver" ./cmd/kube-apiserver
-mkdir -p "$out"
 mv "$work/kube-apiserver" "$out/kube-apiserver"
 echo "$out"
