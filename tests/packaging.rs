@@ -1,5 +1,5 @@
-//! What ships beside the binary: the Dockerfile's shape (no container engine runs on the test
-//! machines, so the image itself is not built here), and the PrometheusRule example, whose
+//! What ships beside the binary: the Dockerfile's shape (read as text, a quick first check; the
+//! image itself is built and run by tests/image.rs), and the PrometheusRule example, whose
 //! expressions must name metrics the controller really exports.
 
 mod support;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every test: formatting, lints, the demo (README's first command), unit and property tests, the
-# integration tests that run the `sequencer` binary against a local AWS emulator on 127.0.0.1, and
-# the CRD tests against a real kube-apiserver + etcd on 127.0.0.1 (both installed on first use into
-# ~/.cache/sequencer; each test starts its own servers on free ports).
+# integration tests that run the `sequencer` binary against a local AWS emulator on 127.0.0.1, the
+# CRD and controller tests against a real kube-apiserver + etcd on 127.0.0.1 (both installed on
+# first use into ~/.cache/sequencer; each test starts its own servers on free ports), and the
+# container image built from the Dockerfile and run (podman or docker; cached there too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEQUENCER_EMULATOR_PYTHON="$(tests/emulator/install.sh | tail -n 1)"
@@ -14,6 +15,9 @@ SEQUENCER_HELM_PYTHON="$(tests/chart/install.sh | tail -n 1)"
 export SEQUENCER_HELM_PYTHON
 # Lua 5.1, which Argo CD runs health checks with.
 tests/argocd/install.sh >/dev/null
+# The container image, from the unchanged Dockerfile (the first build takes about 15 minutes).
+SEQUENCER_TEST_IMAGE="$(tests/image/build.sh | tail -n 1)"
+export SEQUENCER_TEST_IMAGE
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
