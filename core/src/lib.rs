@@ -5,9 +5,10 @@
 //! [`run_task`]), the run's persisted [`status`], what the engine is told ([`observation`]), what it
 //! asks for ([`action`]) and reports ([`event`]), and the rules it applies: [`judge`] (did a task
 //! succeed?), [`identity`] (clientToken, startedBy, tags) and [`backoff`] (retry delays).
+//! [`schedule`] decides when a `ScheduledSequence` starts a run.
 //!
-//! What this crate may use: data (serde, serde_json, schemars), hashing (sha2) and time arithmetic
-//! (jiff). Never the AWS SDK, kube, tokio, a clock or randomness: the adapters around it (the batch
+//! What this crate may use: data (serde, serde_json, schemars), hashing (sha2) and time and
+//! calendar arithmetic (jiff, croner). Never the AWS SDK, kube, tokio, a clock or randomness: the adapters around it (the batch
 //! file reader, the ECS adapter, the CLI, the controller) do the I/O and hand the results in.
 //! `tests/architecture.rs` at the workspace root checks this mechanically.
 
@@ -20,5 +21,6 @@ pub mod judge;
 pub mod observation;
 pub mod plan;
 pub mod run_task;
+pub mod schedule;
 pub mod status;
 pub mod step;
