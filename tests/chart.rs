@@ -133,17 +133,30 @@ fn the_chart_lints_strictly_and_ships_the_generated_crd() {
         .filter(|m| m["severity"].as_i64().unwrap_or(3) >= 2)
         .collect();
     assert!(serious.is_empty(), "{serious:?}");
-    let generated =
-        std::fs::read_to_string(repo_root().join("crds/sequences.sequencer.dev.yaml")).unwrap();
-    for copy in [
-        "charts/sequencer/crds/sequences.sequencer.dev.yaml",
-        "deploy/crd.yaml",
+    for (crd, copies) in [
+        (
+            "crds/sequences.sequencer.dev.yaml",
+            [
+                "charts/sequencer/crds/sequences.sequencer.dev.yaml",
+                "deploy/crd.yaml",
+            ],
+        ),
+        (
+            "crds/scheduledsequences.sequencer.dev.yaml",
+            [
+                "charts/sequencer/crds/scheduledsequences.sequencer.dev.yaml",
+                "deploy/scheduled-crd.yaml",
+            ],
+        ),
     ] {
-        assert_eq!(
-            std::fs::read_to_string(repo_root().join(copy)).unwrap(),
-            generated,
-            "{copy} differs from crds/: copy crds/sequences.sequencer.dev.yaml there"
-        );
+        let generated = std::fs::read_to_string(repo_root().join(crd)).unwrap();
+        for copy in copies {
+            assert_eq!(
+                std::fs::read_to_string(repo_root().join(copy)).unwrap(),
+                generated,
+                "{copy} differs from crds/: copy {crd} there"
+            );
+        }
     }
 }
 
@@ -178,7 +191,11 @@ fn deploy_is_the_charts_output_for_its_default_values() {
         .map(|r| r.as_str().unwrap().to_owned())
         .collect();
     listed.sort();
-    generated.extend(["crd.yaml".to_owned(), "namespace.yaml".to_owned()]);
+    generated.extend([
+        "crd.yaml".to_owned(),
+        "scheduled-crd.yaml".to_owned(),
+        "namespace.yaml".to_owned(),
+    ]);
     generated.sort();
     assert_eq!(listed, generated);
 }

@@ -12,24 +12,38 @@ use support::apiserver::KubeServer;
 use support::*;
 
 const CRD_FILE: &str = "crds/sequences.sequencer.dev.yaml";
+const SCHEDULED_CRD_FILE: &str = "crds/scheduledsequences.sequencer.dev.yaml";
 
 #[test]
-fn the_committed_crd_is_what_the_types_generate() {
-    let committed = std::fs::read_to_string(repo_root().join(CRD_FILE)).unwrap_or_default();
-    assert!(
-        committed == sequencer::controller::sequence::crd_yaml(),
-        "{CRD_FILE} is stale: regenerate it with `cargo run -- crd > {CRD_FILE}`"
-    );
-    let printed = std::process::Command::new(env!("CARGO_BIN_EXE_sequencer"))
-        .arg("crd")
-        .output()
-        .unwrap();
-    assert!(printed.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&printed.stdout),
-        committed,
-        "`sequencer crd` prints the committed CRD"
-    );
+fn the_committed_crds_are_what_the_types_generate() {
+    for (file, kind, generated) in [
+        (
+            CRD_FILE,
+            "sequence",
+            sequencer::controller::sequence::crd_yaml(),
+        ),
+        (
+            SCHEDULED_CRD_FILE,
+            "scheduledsequence",
+            sequencer::controller::scheduled_sequence::crd_yaml(),
+        ),
+    ] {
+        let committed = std::fs::read_to_string(repo_root().join(file)).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "{file} is stale: regenerate it with `cargo run -- crd {kind} > {file}`"
+        );
+        let printed = std::process::Command::new(env!("CARGO_BIN_EXE_sequencer"))
+            .args(["crd", kind])
+            .output()
+            .unwrap();
+        assert!(printed.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&printed.stdout),
+            committed,
+            "`sequencer crd {kind}` prints the committed CRD"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -28,10 +28,24 @@ pub enum Command {
     Run(RunArgs),
     /// Check a batch file and print what is wrong, without calling ECS.
     Validate(ValidateArgs),
-    /// Print the Sequence CustomResourceDefinition (what crds/ holds).
-    Crd,
+    /// Print a CustomResourceDefinition (what crds/ holds): the Sequence's, or the
+    /// ScheduledSequence's.
+    Crd(CrdArgs),
     /// Run the Sequence controller (in-cluster config, or KUBECONFIG).
     Controller(ControllerArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CrdArgs {
+    /// Which resource.
+    #[arg(value_enum, default_value_t = CrdKind::Sequence)]
+    pub kind: CrdKind,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum CrdKind {
+    Sequence,
+    Scheduledsequence,
 }
 
 #[derive(Args, Debug)]

@@ -64,8 +64,15 @@ pub fn main() -> ExitCode {
         match cli.command {
             Some(Command::Validate(args)) => validate::validate(args).await,
             Some(Command::Controller(args)) => controller(args).await,
-            Some(Command::Crd) => {
-                print!("{}", crate::controller::sequence::crd_yaml());
+            Some(Command::Crd(args)) => {
+                print!(
+                    "{}",
+                    match args.kind {
+                        args::CrdKind::Sequence => crate::controller::sequence::crd_yaml(),
+                        args::CrdKind::Scheduledsequence =>
+                            crate::controller::scheduled_sequence::crd_yaml(),
+                    }
+                );
                 Exit::Success
             }
             Some(Command::Run(args)) => run::run(args).await,

@@ -24,6 +24,8 @@ pub mod plan_source;
 pub mod poller;
 mod reconcile;
 mod run;
+pub mod scheduled_sequence;
+pub mod schedules;
 pub mod sequence;
 pub mod server;
 mod status_store;

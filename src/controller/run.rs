@@ -17,6 +17,8 @@ use super::{Context, FIELD_MANAGER, error_policy, reconcile};
 use crate::controller::leader::{LeaderElector, LeaseConfig};
 use crate::controller::metrics::Metrics;
 use crate::controller::poller::{Poller, Woken};
+use crate::controller::scheduled_sequence::ScheduledSequence;
+use crate::controller::schedules::{self, ScheduleContext};
 use crate::controller::sequence::Sequence;
 use crate::controller::server::Health;
 use crate::controller::undecodable::GuardedSequence;
@@ -95,14 +97,23 @@ pub async fn run(client: Client, aws: Arc<AwsClients>, settings: Settings) -> Re
             .clone()
             .run(aws.clone(), ending(stop.clone(), lost.clone())),
     );
+    let recorder = Recorder::new(
+        client.clone(),
+        EventReporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
+    let schedules = reconcile_schedules(
+        Arc::new(ScheduleContext {
+            client: client.clone(),
+            recorder: recorder.clone(),
+        }),
+        settings.namespace.clone(),
+        ending(stop.clone(), lost.clone()),
+    );
     let ctx = Arc::new(Context {
-        recorder: Recorder::new(
-            client.clone(),
-            EventReporter {
-                controller: FIELD_MANAGER.into(),
-                instance: std::env::var("POD_NAME").ok(),
-            },
-        ),
+        recorder,
         client,
         aws,
         poller,
@@ -110,7 +121,9 @@ pub async fn run(client: Client, aws: Arc<AwsClients>, settings: Settings) -> Re
         default_poll_interval_seconds: settings.default_poll_interval_seconds,
     });
     let shutdown = ending(stop, lost.clone());
-    reconcile_sequences(ctx, settings.namespace.as_deref(), &health, woken, shutdown).await;
+    let sequences =
+        reconcile_sequences(ctx, settings.namespace.as_deref(), &health, woken, shutdown);
+    tokio::join!(sequences, schedules);
 
     health.set_ready(false);
     metrics.leader.set(0);
@@ -214,6 +227,44 @@ async fn reconcile_sequences(
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "reconcile ended with an error");
+            }
+        })
+        .await;
+}
+
+/// Watches ScheduledSequences and the Sequences they own, and reconciles them until `shutdown`.
+/// Without the ScheduledSequence CRD (an install from before it existed) schedules are off and
+/// Sequences are served as before.
+async fn reconcile_schedules(
+    ctx: Arc<ScheduleContext>,
+    namespace: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (parents, runs): (Api<ScheduledSequence>, Api<GuardedSequence>) = match &namespace {
+        Some(ns) => (
+            Api::namespaced(ctx.client.clone(), ns),
+            Api::namespaced(ctx.client.clone(), ns),
+        ),
+        None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
+    };
+    if let Err(kube::Error::Api(status)) =
+        parents.list_metadata(&ListParams::default().limit(1)).await
+        && status.code == 404
+    {
+        tracing::warn!(
+            "the ScheduledSequence CRD is not installed: schedules are off (install crds/ to turn them on)"
+        );
+        shutdown.await;
+        return;
+    }
+    let runs_config = watcher::Config::default().labels(crate::controller::schedules::SCHEDULED_BY);
+    Controller::new(parents, watcher::Config::default().any_semantic())
+        .owns(runs, runs_config)
+        .graceful_shutdown_on(shutdown)
+        .run(schedules::reconcile, schedules::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "schedule reconcile ended with an error");
             }
         })
         .await;

@@ -177,7 +177,7 @@ pub fn spec_digest(spec: &SequenceSpec) -> String {
 }
 
 /// Conditions as a list-map keyed on `type`, as Kubernetes' own types declare them.
-fn conditions(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+pub(crate) fn conditions(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "array",
         "x-kubernetes-list-type": "map",
@@ -211,7 +211,15 @@ fn opaque_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 /// list of names, so the API server is told to keep it as written, and the controller validates it
 /// with the same checker the batch files use (same messages, same places).
 pub fn crd() -> CustomResourceDefinition {
-    let mut crd = Sequence::crd();
+    structural(Sequence::crd(), "/properties/spec/properties/steps/items")
+}
+
+/// A derived CRD made structural, keeping unknown keys in the steps at `steps` (a JSON pointer
+/// into the schema) for the controller to refuse with "did you mean".
+pub(crate) fn structural(
+    mut crd: CustomResourceDefinition,
+    steps: &str,
+) -> CustomResourceDefinition {
     for version in &mut crd.spec.versions {
         if let Some(schema) = version
             .schema
@@ -220,7 +228,7 @@ pub fn crd() -> CustomResourceDefinition {
         {
             let mut value = serde_json::to_value(&*schema).unwrap_or(Value::Null);
             structuralize(&mut value);
-            if let Some(steps) = value.pointer_mut("/properties/spec/properties/steps/items") {
+            if let Some(steps) = value.pointer_mut(steps) {
                 keep_unknown_fields(steps);
             }
             if let Ok(fixed) = serde_json::from_value(value) {

@@ -1,0 +1,519 @@
+//! ScheduledSequences on the test kube-apiserver with the emulator: missed occurrences, suspend,
+//! Forbid and Replace, history limits, refusals, and one run per occurrence across SIGKILLs. Most
+//! cases avoid waiting for the wall clock by recording an old `lastScheduleTime` (as a controller
+//! that was down would find it); the policy cases wait for one real minute together.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, ResourceExt};
+use sequencer::controller::scheduled_sequence::ScheduledSequence;
+use sequencer::controller::sequence::Sequence;
+use serde_json::{Value, json};
+use support::world::{World, step, stop};
+
+const SCHEDULED_BY: &str = "sequencer.dev/scheduled-sequence";
+
+async fn install_schedules(world: &World) {
+    let crds: Api<CustomResourceDefinition> = Api::all(world.client.clone());
+    crds.patch(
+        "scheduledsequences.sequencer.dev",
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(&sequencer::controller::scheduled_sequence::crd()),
+    )
+    .await
+    .expect("the ScheduledSequence CRD");
+    let start = Instant::now();
+    loop {
+        let crd = crds.get("scheduledsequences.sequencer.dev").await.unwrap();
+        let established = crd
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True");
+        if established {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "not established");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn schedules(world: &World) -> Api<ScheduledSequence> {
+    Api::namespaced(world.client.clone(), "default")
+}
+
+/// Creates a ScheduledSequence (suspended, so that nothing races the test's own setup).
+async fn create(world: &World, name: &str, schedule: &str, extra: Value, steps: Value) {
+    let mut spec = json!({"schedule": schedule, "suspend": true,
+                          "template": {"metadata": {"labels": {"team": "data"}},
+                                       "spec": {"steps": steps, "pollIntervalSeconds": 1}}});
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    let object = json!({"apiVersion": "sequencer.dev/v1alpha1", "kind": "ScheduledSequence",
+                        "metadata": {"name": name}, "spec": spec});
+    schedules(world)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(object).unwrap(),
+        )
+        .await
+        .expect("create the ScheduledSequence");
+}
+
+/// Records `last` as the last occurrence started, then lifts the suspension.
+async fn resume_from(world: &World, name: &str, last: Timestamp) {
+    schedules(world)
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"lastScheduleTime": last.to_string()}})),
+        )
+        .await
+        .expect("record lastScheduleTime");
+    schedules(world)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"suspend": false}})),
+        )
+        .await
+        .expect("unsuspend");
+}
+
+/// The runs of `parent`, by name.
+async fn runs(world: &World, parent: &str) -> Vec<Sequence> {
+    world
+        .sequences()
+        .list(&ListParams::default().labels(&format!("{SCHEDULED_BY}={parent}")))
+        .await
+        .expect("list runs")
+        .items
+}
+
+async fn wait_runs(world: &World, parent: &str, count: usize, limit: Duration) -> Vec<Sequence> {
+    let start = Instant::now();
+    loop {
+        let found = runs(world, parent).await;
+        if found.len() >= count {
+            return found;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{parent}: {} runs, waited for {count}",
+            found.len()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn minutes_ago(n: i64) -> Timestamp {
+    Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_mins(n))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_suspension_only_the_latest_missed_occurrence_runs_once() {
+    let world = World::start().await;
+    install_schedules(&world).await;
+    let controller = world.controller();
+    create(
+        &world,
+        "hourly",
+        "0 * * * *",
+        json!({"timeZone": "Europe/Berlin"}),
+        json!([step("extract", "quick")]),
+    )
+    .await;
+    create(
+        &world,
+        "minutely",
+        "* * * * *",
+        json!({}),
+        json!([step("extract", "quick")]),
+    )
+    .await;
+    resume_from(&world, "hourly", minutes_ago(6 * 60)).await;
+    resume_from(&world, "minutely", minutes_ago(3 * 60)).await;
+
+    for parent in ["hourly", "minutely"] {
+        let found = wait_runs(&world, parent, 1, Duration::from_secs(60)).await;
+        let run = &found[0];
+        // The run is the template, owned and labelled, named after its occurrence.
+        assert_eq!(run.labels().get("team").map(String::as_str), Some("data"));
+        assert_eq!(run.owner_references()[0].name, parent);
+        let scheduled = run
+            .annotations()
+            .get("sequencer.dev/scheduled-at")
+            .cloned()
+            .unwrap();
+        let occurrence: Timestamp = scheduled.parse().expect("RFC 3339 with an offset");
+        assert_eq!(
+            run.name_any(),
+            format!("{parent}-{}", occurrence.as_second() / 60)
+        );
+        if parent == "hourly" {
+            // In the ScheduledSequence's zone: Berlin's offset, on the hour.
+            let berlin = occurrence.to_zoned(jiff::tz::TimeZone::get("Europe/Berlin").unwrap());
+            assert_eq!(berlin.minute(), 0);
+            assert!(
+                scheduled.ends_with(&berlin.strftime("%:z").to_string()),
+                "{scheduled}"
+            );
+        }
+        let done = world
+            .wait_condition(&run.name_any(), "Complete", Duration::from_secs(60))
+            .await;
+        assert_eq!(done.status.unwrap().phase.as_deref(), Some("Succeeded"));
+    }
+    // 180 missed minutes: a warning, and still only the latest ran.
+    let events = world
+        .wait_events(&["TooManyMissedTimes", "RunStarted"])
+        .await;
+    assert!(events["RunStarted"] >= 2, "{events:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        runs(&world, "hourly").await.len(),
+        1,
+        "a backlog of missed hours ran"
+    );
+    let status = schedules(&world)
+        .get("hourly")
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert!(
+        status.last_schedule_time.is_some() && status.next_schedule_time.is_some(),
+        "{status:?}"
+    );
+    assert!(status.last_successful_time.is_some(), "{status:?}");
+    assert_eq!(status.active_count, 0, "{status:?}");
+    stop(controller);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_schedule_or_zone_is_refused_with_the_field_named_and_nothing_runs() {
+    let world = World::start().await;
+    install_schedules(&world).await;
+    let controller = world.controller();
+    create(
+        &world,
+        "sixfields",
+        "0 30 2 * * *",
+        json!({}),
+        json!([step("x", "quick")]),
+    )
+    .await;
+    create(
+        &world,
+        "nozone",
+        "30 2 * * *",
+        json!({"timeZone": "Mars/Olympus"}),
+        json!([step("x", "quick")]),
+    )
+    .await;
+    let mut typo = step("x", "quick");
+    typo["timeoutSecond"] = json!(60);
+    create(&world, "typo", "30 2 * * *", json!({}), json!([typo])).await;
+    for (name, says) in [
+        (
+            "sixfields",
+            "spec.schedule: 6 fields given; expected five fields",
+        ),
+        ("nozone", "spec.timeZone: `Mars/Olympus` is not a time zone"),
+        (
+            "typo",
+            "spec.template.steps[0] (x): unknown field `timeoutSecond`",
+        ),
+    ] {
+        resume_from(&world, name, minutes_ago(60 * 24)).await;
+        let start = Instant::now();
+        loop {
+            let object = schedules(&world).get(name).await.unwrap();
+            let ready = object
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready").cloned());
+            if let Some(c) = ready.filter(|c| c.status == "False") {
+                assert_eq!(c.reason, "InvalidSpec");
+                assert!(c.message.contains(says), "{}", c.message);
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{name} was never refused"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    world.wait_events(&["InvalidSpec"]).await;
+    for name in ["sixfields", "nozone", "typo"] {
+        assert!(runs(&world, name).await.is_empty(), "{name} created a run");
+    }
+    // What the schema can say, the API server says at apply time.
+    let empty = json!({"apiVersion": "sequencer.dev/v1alpha1", "kind": "ScheduledSequence",
+                       "metadata": {"name": "empty"}, "spec": {"schedule": "", "template": {"spec": {"steps": [step("x", "quick")]}}}});
+    let refused = schedules(&world)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(empty).unwrap(),
+        )
+        .await
+        .expect_err("an empty schedule");
+    assert!(refused.to_string().contains("spec.schedule"), "{refused}");
+    stop(controller);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_limits_delete_the_oldest_finished_runs() {
+    let world = World::start().await;
+    install_schedules(&world).await;
+    let controller = world.controller();
+    create(
+        &world,
+        "kept",
+        "0 0 1 1 *",
+        json!({"successfulRunsHistoryLimit": 2, "failedRunsHistoryLimit": 1}),
+        json!([step("x", "quick")]),
+    )
+    .await;
+    let parent = schedules(&world).get("kept").await.unwrap();
+    // Five earlier runs (three succeed, two fail), as a controller made them in past years.
+    for (year, family) in [
+        (2021, "quick"),
+        (2022, "bad"),
+        (2023, "quick"),
+        (2024, "bad"),
+        (2025, "quick"),
+    ] {
+        let at = format!("{year}-01-01T00:00:00+00:00");
+        let minutes = at.parse::<Timestamp>().unwrap().as_second() / 60;
+        let object = json!({"apiVersion": "sequencer.dev/v1alpha1", "kind": "Sequence",
+            "metadata": {"name": format!("kept-{minutes}"), "labels": {SCHEDULED_BY: "kept"},
+                         "annotations": {"sequencer.dev/scheduled-at": at},
+                         "ownerReferences": [{"apiVersion": "sequencer.dev/v1alpha1", "kind": "ScheduledSequence",
+                                              "name": "kept", "uid": parent.uid().unwrap(), "controller": true}]},
+            "spec": {"steps": [step("x", family)], "pollIntervalSeconds": 1}});
+        world
+            .sequences()
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(object).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    // Once all five have finished, the schedule's reconcile keeps the newest 2 + 1.
+    let start = Instant::now();
+    loop {
+        let names: BTreeSet<String> = runs(&world, "kept")
+            .await
+            .iter()
+            .map(|r| r.name_any())
+            .collect();
+        let expected: BTreeSet<String> = [2023, 2024, 2025]
+            .iter()
+            .map(|y| {
+                format!(
+                    "kept-{}",
+                    format!("{y}-01-01T00:00:00+00:00")
+                        .parse::<Timestamp>()
+                        .unwrap()
+                        .as_second()
+                        / 60
+                )
+            })
+            .collect();
+        if names == expected {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "runs left: {names:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    stop(controller);
+}
+
+/// One real minute: at the next occurrence, Forbid skips (the slow run is active) and Replace
+/// stops the active run's task before its new run launches.
+#[tokio::test(flavor = "multi_thread")]
+async fn forbid_skips_and_replace_stops_the_active_run_first() {
+    let world = World::start().await;
+    install_schedules(&world).await;
+    let controller = world.controller();
+    create(
+        &world,
+        "forbid",
+        "* * * * *",
+        json!({"concurrencyPolicy": "Forbid"}),
+        json!([step("long", "slow")]),
+    )
+    .await;
+    create(
+        &world,
+        "replace",
+        "* * * * *",
+        json!({"concurrencyPolicy": "Replace"}),
+        json!([step("long", "slow")]),
+    )
+    .await;
+    resume_from(&world, "forbid", minutes_ago(5)).await;
+    resume_from(&world, "replace", minutes_ago(5)).await;
+    let first_forbid = wait_runs(&world, "forbid", 1, Duration::from_secs(30)).await[0].name_any();
+    let first_replace =
+        wait_runs(&world, "replace", 1, Duration::from_secs(30)).await[0].name_any();
+    // Both first runs have launched their (slow) task.
+    world
+        .emu
+        .wait_for(Duration::from_secs(30), "two slow tasks", |e| {
+            (e.calls_of("RunTask").len() >= 2).then_some(())
+        });
+
+    // The next minute: Replace makes a second run once the first is gone.
+    let start = Instant::now();
+    let second_replace = loop {
+        let names: Vec<String> = runs(&world, "replace")
+            .await
+            .iter()
+            .map(|r| r.name_any())
+            .collect();
+        if let Some(n) = names.iter().find(|n| **n != first_replace) {
+            // The replaced run stays (being deleted) until its task has stopped: the new one
+            // must not exist before then.
+            assert!(
+                !names.contains(&first_replace),
+                "{n} was created while {first_replace} was still being stopped"
+            );
+            break n.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(100),
+            "no replacement: {names:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    world
+        .wait_condition(&second_replace, "Running", Duration::from_secs(30))
+        .await;
+    world
+        .emu
+        .wait_for(Duration::from_secs(30), "the replacement's task", |e| {
+            (e.calls_of("RunTask").len() >= 3).then_some(())
+        });
+    // The first run's task was stopped before the replacement's task was launched.
+    let calls = world.emu.calls();
+    let stops: Vec<usize> = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c["operation"] == "StopTask")
+        .map(|(i, _)| i)
+        .collect();
+    let launches: Vec<usize> = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c["operation"] == "RunTask")
+        .map(|(i, _)| i)
+        .collect();
+    assert!(
+        !stops.is_empty(),
+        "the replaced run's task was never stopped"
+    );
+    assert!(
+        stops[0] < launches[2],
+        "launched before the old task was stopped: {calls:?}"
+    );
+
+    // Forbid: still the one run, and the skipped occurrence was reported.
+    let counts = world.wait_events(&["RunSkipped", "RunReplaced"]).await;
+    assert!(counts["RunSkipped"] >= 1);
+    let forbid_runs: Vec<String> = runs(&world, "forbid")
+        .await
+        .iter()
+        .map(|r| r.name_any())
+        .collect();
+    assert_eq!(forbid_runs, vec![first_forbid]);
+    stop(controller);
+}
+
+/// One run per occurrence of an every-minute schedule while the controller is SIGKILLed again
+/// and again around the creations, across three occurrences.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_run_per_occurrence_across_sigkills() {
+    let world = World::start().await;
+    install_schedules(&world).await;
+    create(
+        &world,
+        "killed",
+        "* * * * *",
+        json!({"concurrencyPolicy": "Allow", "successfulRunsHistoryLimit": 10}),
+        json!([step("x", "quick")]),
+    )
+    .await;
+    resume_from(&world, "killed", minutes_ago(1)).await;
+    let started = Timestamp::now();
+    let mut kills = 0;
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while Instant::now() < deadline {
+        let mut controller = world.controller();
+        // Around each minute's boundary the controller lives for less than a second at a time.
+        let second = Timestamp::now().as_second().rem_euclid(60);
+        let life = if second >= 58 || second <= 3 {
+            300 + (kills * 137) % 700
+        } else {
+            2500
+        };
+        tokio::time::sleep(Duration::from_millis(life as u64)).await;
+        let _ = controller.kill();
+        let _ = controller.wait();
+        kills += 1;
+    }
+    let controller = world.controller();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let ended = Timestamp::now();
+    let names: BTreeSet<String> = runs(&world, "killed")
+        .await
+        .iter()
+        .map(|r| r.name_any())
+        .collect();
+    // Every minute boundary passed while the test ran has exactly its run (names are per minute,
+    // so two runs of one occurrence cannot exist; a missing one would be a lost occurrence).
+    let mut expected = BTreeSet::new();
+    let mut minute = started.as_second() / 60;
+    while (minute + 1) * 60 <= ended.as_second() - 2 {
+        minute += 1;
+        expected.insert(format!("killed-{minute}"));
+    }
+    assert!(
+        expected.len() >= 2,
+        "the test spans {} minutes",
+        expected.len()
+    );
+    assert!(
+        expected.is_subset(&names),
+        "lost occurrences: expected {expected:?}, found {names:?} after {kills} kills"
+    );
+    let at_edges =
+        [started.as_second() / 60, ended.as_second() / 60].map(|m| format!("killed-{m}"));
+    let unexpected: Vec<&String> = names
+        .iter()
+        .filter(|n| !expected.contains(*n) && !at_edges.contains(n))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "runs for no occurrence: {unexpected:?}"
+    );
+    // And each run launched its task exactly once.
+    let per_owner = world.tasks_by_started_by().await;
+    assert!(per_owner.values().all(|n| *n == 1), "{per_owner:?}");
+    stop(controller);
+}
