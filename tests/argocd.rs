@@ -4,7 +4,7 @@
 mod support;
 
 use serde_json::Value;
-use support::argocd::health;
+use support::argocd::{health, health_by};
 use support::repo_root;
 
 #[test]
@@ -35,6 +35,33 @@ fn each_state_of_a_sequence_has_its_health() {
 }
 
 #[test]
+fn each_state_of_a_scheduled_sequence_has_its_health() {
+    let dir = repo_root().join("tests/fixtures/argocd-scheduled");
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expect = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{} has no `# expect:` line", path.display()));
+        let (status, message) = expect.split_once(" | ").unwrap();
+        let object: Value = serde_saphyr::from_str(&text).unwrap();
+        let (got_status, got_message) = health_by("deploy/argocd/scheduled-health.lua", &object);
+        assert_eq!(got_status, status, "{}", path.display());
+        assert!(
+            got_message.contains(message),
+            "{}: {got_message:?} does not contain {message:?}",
+            path.display()
+        );
+        seen.push(got_status);
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen, ["Degraded", "Healthy", "Progressing", "Suspended"]);
+}
+
+#[test]
 fn the_argocd_cm_snippet_carries_health_lua() {
     let lua = std::fs::read_to_string(repo_root().join("deploy/argocd/health.lua")).unwrap();
     let cm: Value = serde_saphyr::from_str(
@@ -47,6 +74,14 @@ fn the_argocd_cm_snippet_carries_health_lua() {
             .as_str()
             .unwrap(),
         lua
+    );
+    let scheduled =
+        std::fs::read_to_string(repo_root().join("deploy/argocd/scheduled-health.lua")).unwrap();
+    assert_eq!(
+        cm["data"]["resource.customizations.health.sequencer.dev_ScheduledSequence"]
+            .as_str()
+            .unwrap(),
+        scheduled
     );
     let app: Value = serde_saphyr::from_str(
         &std::fs::read_to_string(repo_root().join("deploy/argocd/application.yaml")).unwrap(),

@@ -123,7 +123,7 @@ fn minutes_ago(n: i64) -> Timestamp {
 async fn after_a_suspension_only_the_latest_missed_occurrence_runs_once() {
     let world = World::start().await;
     install_schedules(&world).await;
-    let controller = world.controller();
+    let (controller, log) = world.controller_with(&[]);
     create(
         &world,
         "hourly",
@@ -184,18 +184,49 @@ async fn after_a_suspension_only_the_latest_missed_occurrence_runs_once() {
         1,
         "a backlog of missed hours ran"
     );
-    let status = schedules(&world)
-        .get("hourly")
-        .await
-        .unwrap()
-        .status
-        .unwrap();
+    // The finished run wakes its ScheduledSequence, which records it.
+    let start = Instant::now();
+    let status = loop {
+        let status = schedules(&world)
+            .get("hourly")
+            .await
+            .unwrap()
+            .status
+            .unwrap();
+        if status.last_run.is_some() || start.elapsed() > Duration::from_secs(30) {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert!(
         status.last_schedule_time.is_some() && status.next_schedule_time.is_some(),
         "{status:?}"
     );
     assert!(status.last_successful_time.is_some(), "{status:?}");
     assert_eq!(status.active_count, 0, "{status:?}");
+    assert_eq!(
+        status.last_run.as_ref().map(|r| r.phase.as_str()),
+        Some("Succeeded")
+    );
+    // Argo CD's view of the real object (deploy/argocd/scheduled-health.lua).
+    let object = serde_json::to_value(schedules(&world).get("hourly").await.unwrap()).unwrap();
+    let (health, _) = support::argocd::health_by("deploy/argocd/scheduled-health.lua", &object);
+    assert_eq!(health, "Healthy");
+    let metrics = support::world::http_get(&support::world::http_address(&log), "/metrics").1;
+    assert!(
+        support::world::metric(
+            &metrics,
+            r#"sequencer_scheduled_runs_total{outcome="started"}"#
+        ) >= 2.0,
+        "{metrics}"
+    );
+    assert!(
+        support::world::metric(
+            &metrics,
+            r#"sequencer_scheduled_runs_total{outcome="many_missed"}"#
+        ) >= 1.0,
+        "{metrics}"
+    );
     stop(controller);
 }
 
@@ -515,5 +546,73 @@ async fn one_run_per_occurrence_across_sigkills() {
     // And each run launched its task exactly once.
     let per_owner = world.tasks_by_started_by().await;
     assert!(per_owner.values().all(|n| *n == 1), "{per_owner:?}");
+    stop(controller);
+}
+
+fn trigger(world: &World, name: &str) -> support::Run {
+    support::run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_sequencer"))
+            .args(["trigger", name, "-n", "default"])
+            .env("KUBECONFIG", &world.server.kubeconfig),
+    )
+}
+
+/// `sequencer trigger` starts one run now, named after the request, even while suspended; a
+/// second reconcile of the same request starts nothing more; a new request starts another.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manual_trigger_starts_exactly_one_run_per_request() {
+    let world = World::start().await;
+    install_schedules(&world).await;
+    let controller = world.controller();
+    create(
+        &world,
+        "byhand",
+        "0 0 1 1 *",
+        json!({}),
+        json!([step("x", "quick")]),
+    )
+    .await;
+    let first = trigger(&world, "byhand");
+    assert_eq!(first.code, 0, "{first:?}");
+    let run_name = first.stdout.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(run_name.starts_with("byhand-manual-"), "{first:?}");
+    let made = wait_runs(&world, "byhand", 1, Duration::from_secs(30)).await;
+    assert_eq!(made[0].name_any(), run_name);
+    let done = world
+        .wait_condition(&run_name, "Complete", Duration::from_secs(60))
+        .await;
+    assert!(done.annotations().contains_key("sequencer.dev/manual"));
+    // Another reconcile of the same request (a label change wakes it): nothing more.
+    schedules(&world)
+        .patch(
+            "byhand",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"poke": "1"}}})),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(runs(&world, "byhand").await.len(), 1);
+    let status = schedules(&world)
+        .get("byhand")
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert!(status.last_manual_run.is_some(), "{status:?}");
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = trigger(&world, "byhand");
+    assert_eq!(second.code, 0, "{second:?}");
+    wait_runs(&world, "byhand", 2, Duration::from_secs(30)).await;
+
+    let missing = trigger(&world, "nosuch");
+    assert_eq!(missing.code, 2, "{missing:?}");
+    assert!(
+        missing
+            .stderr
+            .contains("no ScheduledSequence nosuch in namespace default"),
+        "{missing:?}"
+    );
     stop(controller);
 }

@@ -31,8 +31,19 @@ pub enum Command {
     /// Print a CustomResourceDefinition (what crds/ holds): the Sequence's, or the
     /// ScheduledSequence's.
     Crd(CrdArgs),
+    /// Start a run of a ScheduledSequence now (KUBECONFIG), whatever its schedule.
+    Trigger(TriggerArgs),
     /// Run the Sequence controller (in-cluster config, or KUBECONFIG).
     Controller(ControllerArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TriggerArgs {
+    /// The ScheduledSequence.
+    pub name: String,
+    /// Its namespace (default: the kubeconfig context's).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -75,6 +75,7 @@ pub fn main() -> ExitCode {
                 );
                 Exit::Success
             }
+            Some(Command::Trigger(args)) => trigger(args).await,
             Some(Command::Run(args)) => run::run(args).await,
             None => run::run(cli.run).await,
         }
@@ -142,6 +143,51 @@ async fn load_plan(
         Exit::InvalidInput
     })?;
     Ok((source, loaded, Plan::new(steps)))
+}
+
+/// `sequencer trigger NAME`: sets the ScheduledSequence's `sequencer.dev/run-now` annotation to
+/// this instant; the controller starts one run for it.
+async fn trigger(args: args::TriggerArgs) -> Exit {
+    use crate::controller::scheduled_sequence::ScheduledSequence;
+    use crate::controller::schedules::{RUN_NOW, manual_name};
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => return fail(Exit::AwsOrConfig, format!("cannot reach Kubernetes: {e}")),
+    };
+    let namespace = args
+        .namespace
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let api: kube::Api<ScheduledSequence> = kube::Api::namespaced(client, &namespace);
+    let request = jiff::Timestamp::now().to_string();
+    let patch = serde_json::json!({"metadata": {"annotations": {RUN_NOW: request}}});
+    match api
+        .patch(
+            &args.name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => {
+            println!(
+                "asked for a run of {namespace}/{}: the controller starts Sequence {}",
+                args.name,
+                manual_name(&args.name, &request)
+            );
+            Exit::Success
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 => fail(
+            Exit::InvalidInput,
+            format!(
+                "no ScheduledSequence {} in namespace {namespace}",
+                args.name
+            ),
+        ),
+        Err(e) => fail(
+            Exit::AwsOrConfig,
+            format!("cannot annotate {}: {e}", args.name),
+        ),
+    }
 }
 
 async fn controller(args: ControllerArgs) -> Exit {

@@ -49,6 +49,7 @@ pub struct Metrics {
     pub steps: Family<OutcomeLabel, Counter>,
     pub step_duration: Family<OutcomeLabel, Histogram>,
     pub runs_finished: Family<PhaseLabel, Counter>,
+    pub scheduled_runs: Family<OutcomeLabel, Counter>,
     pub ecs_calls: Family<EcsCallLabels, Counter>,
     pub ecs_throttles: Family<OperationLabel, Counter>,
     pub running_tasks: Gauge,
@@ -101,6 +102,12 @@ impl Metrics {
             "Sequences whose run ended, by phase (Succeeded, Failed)",
             runs_finished.clone(),
         );
+        let scheduled_runs = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "scheduled_runs",
+            "ScheduledSequence occurrences, by outcome (started, manual, skipped_active, missed_deadline, many_missed, replaced)",
+            scheduled_runs.clone(),
+        );
         let ecs_calls = Family::<EcsCallLabels, Counter>::default();
         registry.register(
             "ecs_calls",
@@ -139,6 +146,7 @@ impl Metrics {
             steps,
             step_duration,
             runs_finished,
+            scheduled_runs,
             ecs_calls,
             ecs_throttles,
             running_tasks,
@@ -146,6 +154,15 @@ impl Metrics {
             leader,
             encode_lock: Mutex::new(()),
         }
+    }
+
+    /// Counts one ScheduledSequence occurrence by what became of it.
+    pub fn scheduled(&self, outcome: &str) {
+        self.scheduled_runs
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     /// Counts one ECS call by its outcome.

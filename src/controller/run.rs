@@ -108,6 +108,7 @@ pub async fn run(client: Client, aws: Arc<AwsClients>, settings: Settings) -> Re
         Arc::new(ScheduleContext {
             client: client.clone(),
             recorder: recorder.clone(),
+            metrics: metrics.clone(),
         }),
         settings.namespace.clone(),
         ending(stop.clone(), lost.clone()),

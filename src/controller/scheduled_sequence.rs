@@ -127,6 +127,12 @@ pub struct ScheduledSequenceStatus {
     pub last_successful_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_schedule_time: Option<Time>,
+    /// The newest finished run and how it ended (`Succeeded`, `Failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<FinishedRun>,
+    /// The last `sequencer.dev/run-now` value a run was started for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_manual_run: Option<String>,
     /// The runs still going.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub active: Vec<ActiveRun>,
@@ -138,6 +144,13 @@ pub struct ScheduledSequenceStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "super::sequence::conditions")]
     pub conditions: Vec<Condition>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FinishedRun {
+    pub name: String,
+    pub phase: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

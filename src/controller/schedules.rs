@@ -25,7 +25,10 @@ use sequencer_core::schedule::{
 use serde_json::json;
 
 use super::events::publish;
-use super::scheduled_sequence::{ActiveRun, ScheduledSequence, ScheduledSequenceStatus};
+use super::metrics::Metrics;
+use super::scheduled_sequence::{
+    ActiveRun, FinishedRun, ScheduledSequence, ScheduledSequenceStatus,
+};
 use super::sequence::{Sequence, SequenceSpec};
 use super::undecodable::GuardedSequence;
 use super::{Error, FIELD_MANAGER};
@@ -38,9 +41,17 @@ pub const SCHEDULED_AT: &str = "sequencer.dev/scheduled-at";
 /// The longest ScheduledSequence name: a run's name adds `-` and up to 10 digits of minutes.
 pub const MAX_NAME: usize = 52;
 
+/// The annotation asking for a run now (`sequencer trigger`, or `kubectl annotate`): any new value
+/// starts one run, named after the value, whatever the schedule and the concurrency policy (as
+/// `kubectl create job --from=cronjob/...` does).
+pub const RUN_NOW: &str = "sequencer.dev/run-now";
+/// The annotation on a manual run: the request it answers.
+pub const MANUAL: &str = "sequencer.dev/manual";
+
 pub struct ScheduleContext {
     pub client: Client,
     pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
 }
 
 /// A reconcile never sleeps longer than this, so that a clock jump is noticed within the hour.
@@ -124,12 +135,14 @@ pub async fn reconcile(
             Err(e) => return Err(e.into()),
         }
     }
+    let manual = manual_run(&ctx, &parent, &sequences, &settings, &reference).await?;
     let mut started = None;
     if let Some(occurrence) = decision.start {
         let run = run_for(&parent, occurrence, &settings);
         let run_name = run.name_any();
         match sequences.create(&PostParams::default(), &run).await {
             Ok(_) => {
+                ctx.metrics.scheduled("started");
                 publish(
                     &ctx.recorder,
                     &reference,
@@ -177,7 +190,32 @@ pub async fn reconcile(
                 uid: None,
             });
         }
+        if let Some((request, run)) = &manual {
+            status.last_manual_run = Some(request.clone());
+            if !status.active.iter().any(|a| &a.name == run) {
+                status.active.push(ActiveRun {
+                    name: run.clone(),
+                    uid: None,
+                });
+            }
+        }
         status.active_count = u32::try_from(status.active.len()).unwrap_or(u32::MAX);
+        if let Some(newest) = owned
+            .iter()
+            .map(run_of)
+            .filter(|r| matches!(r.state, RunState::Succeeded | RunState::Failed))
+            .max_by_key(|r| (r.scheduled.unwrap_or(r.created), r.created))
+        {
+            status.last_run = Some(FinishedRun {
+                phase: if newest.state == RunState::Succeeded {
+                    "Succeeded"
+                } else {
+                    "Failed"
+                }
+                .into(),
+                name: newest.name,
+            });
+        }
         if let Some(done) = last_success(&owned) {
             let newer = status
                 .last_successful_time
@@ -366,6 +404,63 @@ fn in_zone(t: Timestamp, zone: &TimeZone) -> String {
         .to_string()
 }
 
+/// The run a new `sequencer.dev/run-now` value asks for: created (named after the value, so that
+/// a retry finds it) and returned with the value, to be recorded as handled.
+async fn manual_run(
+    ctx: &ScheduleContext,
+    parent: &ScheduledSequence,
+    sequences: &Api<Sequence>,
+    settings: &Settings,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+) -> Result<Option<(String, String)>, Error> {
+    let Some(request) = parent.annotations().get(RUN_NOW) else {
+        return Ok(None);
+    };
+    let handled = parent
+        .status
+        .as_ref()
+        .and_then(|s| s.last_manual_run.as_ref());
+    if handled == Some(request) {
+        return Ok(None);
+    }
+    let mut run = run_for(parent, Timestamp::now(), settings);
+    let name = manual_name(&parent.name_any(), request);
+    run.metadata.name = Some(name.clone());
+    if let Some(annotations) = run.metadata.annotations.as_mut() {
+        annotations.remove(SCHEDULED_AT);
+        annotations.insert(MANUAL.into(), request.clone());
+    }
+    match sequences.create(&PostParams::default(), &run).await {
+        Ok(_) => {
+            ctx.metrics.scheduled("manual");
+            let note = format!("started {name} by hand ({RUN_NOW}: {request})");
+            publish(
+                &ctx.recorder,
+                reference,
+                EventType::Normal,
+                "RunStarted",
+                &note,
+            )
+            .await;
+        }
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Some((request.clone(), name)))
+}
+
+/// A manual run's name: the parent's, `-manual-` and a digest of the request, so that one request
+/// makes one run and two requests cannot collide with each other or with a scheduled run.
+pub fn manual_name(parent: &str, request: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest: String = Sha256::digest(request.as_bytes())
+        .iter()
+        .take(5)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{parent}-manual-{digest}")
+}
+
 /// Events for what was not started, and for many missed occurrences.
 async fn report(
     ctx: &ScheduleContext,
@@ -375,6 +470,7 @@ async fn report(
 ) {
     let zone = &settings.zone;
     if let Some(missed) = d.many_missed {
+        ctx.metrics.scheduled("many_missed");
         let note = format!(
             "{missed} or more occurrences were missed (was the controller down, or the clock wrong?); only the latest runs. Set or lower spec.startingDeadlineSeconds to skip old ones"
         );
@@ -389,6 +485,7 @@ async fn report(
     }
     match d.skipped {
         Some(Skipped::AlreadyActive(t)) => {
+            ctx.metrics.scheduled("skipped_active");
             let note = format!(
                 "the run for {} did not start: the last run is still active and concurrencyPolicy is Forbid",
                 in_zone(t, zone)
@@ -403,6 +500,7 @@ async fn report(
             .await;
         }
         Some(Skipped::TooLate(t)) => {
+            ctx.metrics.scheduled("missed_deadline");
             let note = format!(
                 "the run for {} did not start: it is later than startingDeadlineSeconds allows",
                 in_zone(t, zone)
@@ -419,6 +517,7 @@ async fn report(
         None => {}
     }
     for run in &d.stop {
+        ctx.metrics.scheduled("replaced");
         let note = format!(
             "stopping the active run {run} (concurrencyPolicy Replace): its tasks are stopped before the next run starts"
         );

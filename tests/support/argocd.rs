@@ -43,10 +43,14 @@ pub fn lua_literal(value: &Value) -> String {
     }
 }
 
-/// The health status and message health.lua gives `object`.
+/// The health status and message health.lua gives `object` (a Sequence).
 pub fn health(object: &Value) -> (String, String) {
-    let check = std::fs::read_to_string(super::repo_root().join("deploy/argocd/health.lua"))
-        .expect("deploy/argocd/health.lua");
+    health_by("deploy/argocd/health.lua", object)
+}
+
+/// The health status and message the check in `script` gives `object`.
+pub fn health_by(script: &str, object: &Value) -> (String, String) {
+    let check = std::fs::read_to_string(super::repo_root().join(script)).expect(script);
     let script = format!(
         "obj = {}\nlocal function check()\n{}\nend\nlocal hs = check()\nio.write(hs.status, \"\\n\", hs.message, \"\\n\")\n",
         lua_literal(object),
