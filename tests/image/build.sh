@@ -101,6 +101,12 @@ ensure_base() { # name
 
 mkdir -p "$cache"
 say "engine: $("$engine" --which)"
+if [ "$("$engine" --which)" = podman ]; then
+  # Working containers an interrupted build left behind (they hold their layers); this script
+  # is the only builder of this private store.
+  leftovers=$("$engine" ps --all --external --format '{{.ID}} {{.Command}}' | awk '$2 == "buildah" {print $1}')
+  [ -z "$leftovers" ] || "$engine" rm --force $leftovers >/dev/null
+fi
 # FROM lines, minus references to the Dockerfile's own stages.
 stages=$(awk 'toupper($1) == "FROM" && toupper($3) == "AS" {print $4}' Dockerfile)
 for base in $(awk 'toupper($1) == "FROM" {print $2}' Dockerfile); do
