@@ -2,7 +2,7 @@
 //! and a property test that runs a simulated controller for months with random downtime, crashes
 //! between creating a run and recording it, and clock jumps.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::civil::date;
 use jiff::tz::TimeZone;
@@ -375,5 +375,64 @@ proptest! {
                 cursor = t;
             }
         }
+    }
+}
+
+const SLOW_SCHEDULES: &[&str] = &[
+    "30 2 * * *",
+    "0 3 * * 0",
+    "15 1 1 * *",
+    "@yearly",
+    "0 2 29 2 *",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Three years of daily, weekly, monthly and yearly schedules, waking exactly when asked:
+    /// every occurrence runs once, each on a day of the schedule, through every DST change of
+    /// the zone (Lord Howe shifts by 30 minutes).
+    #[test]
+    fn over_years_every_occurrence_runs_exactly_once(
+        schedule in 0..SLOW_SCHEDULES.len(),
+        zone_index in 0..ZONES.len(),
+        start in 1_767_225_600i64..1_830_000_000,
+    ) {
+        let s = Schedule::parse(SLOW_SCHEDULES[schedule]).unwrap();
+        let tz = zone(ZONES[zone_index]);
+        let created = Timestamp::from_second(start).unwrap();
+        let end = created.checked_add(SignedDuration::from_hours(24 * 366 * 3)).unwrap();
+        let mut now = created;
+        let mut last = None;
+        let mut started = Vec::new();
+        while now < end {
+            let d = decide(&ScheduleInput {
+                schedule: &s, zone: &tz, now, created, last_scheduled: last, suspend: false,
+                starting_deadline: Some(SignedDuration::from_secs(600)),
+                policy: ConcurrencyPolicy::Forbid, runs: &[],
+                successful_history: 3, failed_history: 1,
+            });
+            if let Some(t) = d.start {
+                prop_assert!(started.last().is_none_or(|p| *p < t));
+                started.push(t);
+                last = Some(t);
+            }
+            prop_assert!(d.skipped.is_none(), "{:?} at {now}", d.skipped);
+            now = d.wake_at.expect("a next occurrence");
+        }
+        let mut expected = Vec::new();
+        let mut cursor = created;
+        while let Some(t) = s.next_after(cursor, &tz) {
+            if t >= end {
+                break;
+            }
+            expected.push(t);
+            cursor = t;
+        }
+        prop_assert_eq!(&started[..], &expected[..expected.len().min(started.len())]);
+        prop_assert!(expected.len() - started.len() <= 1);
+        let wall: BTreeSet<jiff::civil::Date> =
+            started.iter().map(|t| t.to_zoned(tz.clone()).date()).collect();
+        prop_assert_eq!(wall.len(), started.len(), "two runs on one local day");
     }
 }
