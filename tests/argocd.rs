@@ -4,12 +4,13 @@
 mod support;
 
 use serde_json::Value;
-use support::argocd::{health, health_by};
+use support::argocd::health_by;
 use support::repo_root;
 
-#[test]
-fn each_state_of_a_sequence_has_its_health() {
-    let dir = repo_root().join("tests/fixtures/argocd");
+/// Each fixture in `fixtures` (a `# expect: STATUS | MESSAGE` line on top) gets that health from
+/// `script`, and the fixtures cover every status.
+fn check_fixtures(fixtures: &str, script: &str) {
+    let dir = repo_root().join(fixtures);
     let mut seen = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -20,7 +21,7 @@ fn each_state_of_a_sequence_has_its_health() {
             .unwrap_or_else(|| panic!("{} has no `# expect:` line", path.display()));
         let (status, message) = expect.split_once(" | ").unwrap();
         let object: Value = serde_saphyr::from_str(&text).unwrap();
-        let (got_status, got_message) = health(&object);
+        let (got_status, got_message) = health_by(script, &object);
         assert_eq!(got_status, status, "{}", path.display());
         assert!(
             got_message.contains(message),
@@ -35,30 +36,16 @@ fn each_state_of_a_sequence_has_its_health() {
 }
 
 #[test]
+fn each_state_of_a_sequence_has_its_health() {
+    check_fixtures("tests/fixtures/argocd", "deploy/argocd/health.lua");
+}
+
+#[test]
 fn each_state_of_a_scheduled_sequence_has_its_health() {
-    let dir = repo_root().join("tests/fixtures/argocd-scheduled");
-    let mut seen = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let expect = text
-            .lines()
-            .find_map(|l| l.strip_prefix("# expect: "))
-            .unwrap_or_else(|| panic!("{} has no `# expect:` line", path.display()));
-        let (status, message) = expect.split_once(" | ").unwrap();
-        let object: Value = serde_saphyr::from_str(&text).unwrap();
-        let (got_status, got_message) = health_by("deploy/argocd/scheduled-health.lua", &object);
-        assert_eq!(got_status, status, "{}", path.display());
-        assert!(
-            got_message.contains(message),
-            "{}: {got_message:?} does not contain {message:?}",
-            path.display()
-        );
-        seen.push(got_status);
-    }
-    seen.sort();
-    seen.dedup();
-    assert_eq!(seen, ["Degraded", "Healthy", "Progressing", "Suspended"]);
+    check_fixtures(
+        "tests/fixtures/argocd-scheduled",
+        "deploy/argocd/scheduled-health.lua",
+    );
 }
 
 #[test]

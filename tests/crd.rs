@@ -3,10 +3,8 @@
 
 mod support;
 
-use std::time::Duration;
-
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
 use support::apiserver::KubeServer;
 use support::*;
@@ -50,33 +48,10 @@ fn the_committed_crds_are_what_the_types_generate() {
 async fn the_api_server_accepts_the_crd_and_enforces_its_schema() {
     let server = KubeServer::start();
     let client = server.client().await;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd: CustomResourceDefinition =
         serde_saphyr::from_str(&std::fs::read_to_string(repo_root().join(CRD_FILE)).unwrap())
             .unwrap();
-    crds.patch(
-        "sequences.sequencer.dev",
-        &PatchParams::apply("sequencer-test").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("apply the CRD");
-    // Established.
-    let mut established = false;
-    for _ in 0..100 {
-        let current = crds.get("sequences.sequencer.dev").await.unwrap();
-        established = current
-            .status
-            .and_then(|s| s.conditions)
-            .unwrap_or_default()
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True");
-        if established {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(established, "the CRD never became Established");
+    support::apiserver::install_crd(&client, &crd).await;
 
     let api: Api<sequencer::controller::sequence::Sequence> =
         Api::namespaced(client.clone(), "default");

@@ -9,7 +9,6 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, ResourceExt};
 use sequencer::controller::scheduled_sequence::ScheduledSequence;
 use sequencer::controller::sequence::Sequence;
@@ -19,29 +18,11 @@ use support::world::{World, step, stop};
 const SCHEDULED_BY: &str = "sequencer.dev/scheduled-sequence";
 
 async fn install_schedules(world: &World) {
-    let crds: Api<CustomResourceDefinition> = Api::all(world.client.clone());
-    crds.patch(
-        "scheduledsequences.sequencer.dev",
-        &PatchParams::apply("test").force(),
-        &Patch::Apply(&sequencer::controller::scheduled_sequence::crd()),
+    support::apiserver::install_crd(
+        &world.client,
+        &sequencer::controller::scheduled_sequence::crd(),
     )
-    .await
-    .expect("the ScheduledSequence CRD");
-    let start = Instant::now();
-    loop {
-        let crd = crds.get("scheduledsequences.sequencer.dev").await.unwrap();
-        let established = crd
-            .status
-            .and_then(|s| s.conditions)
-            .unwrap_or_default()
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True");
-        if established {
-            return;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "not established");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    .await;
 }
 
 fn schedules(world: &World) -> Api<ScheduledSequence> {

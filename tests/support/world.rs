@@ -6,8 +6,7 @@ use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, PostParams};
 use sequencer::controller::sequence::Sequence;
 use serde_json::{Value, json};
 
@@ -43,27 +42,7 @@ impl World {
             .await;
         let server = KubeServer::start();
         let client = server.client().await;
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        crds.patch(
-            "sequences.sequencer.dev",
-            &PatchParams::apply("test").force(),
-            &Patch::Apply(&sequencer::controller::sequence::crd()),
-        )
-        .await
-        .expect("CRD");
-        for _ in 0..100 {
-            let crd = crds.get("sequences.sequencer.dev").await.unwrap();
-            if crd
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        super::apiserver::install_crd(&client, &sequencer::controller::sequence::crd()).await;
         World {
             emu,
             server,
