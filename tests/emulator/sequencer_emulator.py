@@ -34,19 +34,26 @@ and moto does not is added here, in front of moto's own WSGI app:
   attempts exit 0: a step that succeeds on a retry.
 * GET /_ext/calls lists every ECS call (operation, cluster, startedBy, clientToken, the whole request) for assertions
   such as "RunTask was called once per startedBy". POST /_ext/reset clears the extension's state.
+* A task gets one container per container definition (moto makes one, from the first).
 * POST /_ext/ecs/forget-task {"task": ARN} makes ECS forget a task (it then answers MISSING).
+* CloudWatch Logs is moto's (ECS there writes no log lines: tests write them, into the stream the
+  task definition's awslogs options name). Its calls are listed in /_ext/calls too, and
+  /_ext/inject takes its operations (e.g. {"operation": "GetLogEvents", "kind": "error", "code":
+  "AccessDeniedException"}).
 
 Usage: python sequencer_emulator.py [--host 127.0.0.1] [--port 0]
 Prints one line "sequencer-emulator listening on http://HOST:PORT" once it accepts connections.
 """
 
 import argparse
+import copy
 import io
 import json
 import random
 import sys
 import threading
 import time
+import uuid
 from datetime import datetime, timezone
 
 from moto.ecs.models import ecs_backends
@@ -59,6 +66,7 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import make_server
 
 ECS_TARGET = "AmazonEC2ContainerServiceV20141113."
+LOGS_TARGET = "Logs_20140328."
 TOKEN_WINDOW_SECONDS = 24 * 3600
 SIGTERM_EXIT = 143
 
@@ -94,10 +102,22 @@ class Extension:
             with self.lock:
                 return self.control(path, environ, start_response)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target.startswith(LOGS_TARGET):
+            return self.logs(target[len(LOGS_TARGET):], environ, start_response)
         if target.startswith(ECS_TARGET):
             body = read_body(environ)
             with self.lock:
                 return self.ecs(target[len(ECS_TARGET):], body, environ, start_response)
+        return self.app(environ, start_response)
+
+    # ----- CloudWatch Logs: moto's, with the calls counted and faults injectable -------------------
+
+    def logs(self, operation, environ, start_response):
+        with self.lock:
+            self.calls.append({"operation": operation, "service": "logs", "time": time.time()})
+            injected = self.take_injection(operation)
+        if injected is not None and injected[0] != "lost-answer":
+            return respond(start_response, *injected)
         return self.app(environ, start_response)
 
     # ----- ECS ------------------------------------------------------------------------------------
@@ -199,6 +219,7 @@ class Extension:
                     stamp = now_utc()
                     task.created_at = stamp
                     task.started_at = stamp
+                    one_container_per_definition(task)
             if token:
                 self.tokens[key] = (arns, time.monotonic())
             payload = {"tasks": [self.describe_one(environ, a) for a in arns], "failures": payload.get("failures", [])}
@@ -394,6 +415,32 @@ def container_environment(task):
             if "name" in pair:
                 env[pair["name"]] = str(pair.get("value", ""))
     return env
+
+
+def one_container_per_definition(task):
+    """moto gives a task one container, made from the first container definition; ECS gives it one
+    per definition. The others are added, as copies of moto's with their own definition's fields."""
+    try:
+        definition = task._backend.describe_task_definition(task.task_definition_arn)
+    except Exception:
+        return
+    definitions = definition.container_definitions or []
+    if len(definitions) <= 1 or len(task.containers) != 1:
+        return
+    first = task.containers[0]
+    containers = [first]
+    for d in definitions[1:]:
+        c = copy.copy(first)
+        c.container_arn = f"{definition.arn}/{uuid.uuid4()}"
+        c.name = d.get("name")
+        c.image = d.get("image")
+        c.cpu = d.get("cpu", 0)
+        c.memory = d.get("memory")
+        c.environment = d.get("environment")
+        c.command = d.get("command")
+        c.network_interfaces = []
+        containers.append(c)
+    task.containers = containers
 
 
 def finish(task, exit_codes, stop_code, reason, container_reason):
