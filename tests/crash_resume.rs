@@ -225,7 +225,7 @@ async fn killed_after_runtask_but_before_recording_its_answer_finds_the_task_ins
     let state = b.dir.path().join("state.json");
     let launch = state_before_runtask(&b.path, &state);
     // RunTask happens over the wire; its answer is lost with the "crashed" runner.
-    let ecs = sequencer::ecs::Ecs::new(emu.ecs().await);
+    let ecs = sequencer::ecs::Ecs::from_config(&emu.sdk_config().await);
     ecs.run_task(&launch).await.expect("RunTask");
 
     let run = resume(&emu, &b.path, &state);
@@ -275,7 +275,7 @@ async fn a_partial_lookup_of_a_counted_launch_is_completed_with_the_same_token_n
     );
     let state = b.dir.path().join("state.json");
     let launch = state_before_runtask(&b.path, &state);
-    let ecs = sequencer::ecs::Ecs::new(emu.ecs().await);
+    let ecs = sequencer::ecs::Ecs::from_config(&emu.sdk_config().await);
     let launched = ecs.run_task(&launch).await.expect("RunTask");
     assert_eq!(launched.tasks.len(), 3);
     // ListTasks lists at most two tasks per answer from now on.

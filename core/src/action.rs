@@ -5,6 +5,7 @@
 use jiff::Timestamp;
 
 use crate::event::RunEvent;
+use crate::log_tail::LogTarget;
 use crate::run_task::{LaunchIdentity, RunTaskParameters};
 use crate::status::RunStatus;
 
@@ -38,6 +39,14 @@ pub enum Action {
         step: usize,
         attempt: u32,
         task_definition: String,
+    },
+    /// The last `tail_lines` log lines of each target container, from CloudWatch Logs. Answered
+    /// with `LogsFetched`, always (a read that fails says why in its tail); never retried.
+    FetchLogs {
+        step: usize,
+        attempt: u32,
+        tail_lines: u32,
+        targets: Vec<LogTarget>,
     },
 }
 

@@ -12,6 +12,7 @@ use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
 use crate::judge::short_task_id;
+use crate::log_tail::{fit, render};
 use crate::plan::Plan;
 use crate::status::{Attempt, Failure, RunPhase, RunStatus, StepStatus};
 
@@ -119,6 +120,8 @@ pub struct Description {
     pub text: String,
     /// The details for machines, beside `step`, `name`, `time` and `event`.
     pub fields: Map<String, Value>,
+    /// Lines shown under `text`: the attempt's last log lines (see `log_tail::render`).
+    pub log_block: Vec<String>,
 }
 
 impl Description {
@@ -135,7 +138,22 @@ impl Description {
             task_arns: Vec::new(),
             text,
             fields: Map::new(),
+            log_block: Vec::new(),
         }
+    }
+
+    /// The attempt's log lines, for people (`block`) and, with `logs`, for machines.
+    fn logs(mut self, attempt: Option<&Attempt>, block: bool) -> Self {
+        let Some(logs) = attempt.and_then(|a| a.logs.as_ref()) else {
+            return self;
+        };
+        if block {
+            self.log_block = render(&logs.tails);
+            if let Some(note) = &logs.note {
+                self.log_block.push(format!("no logs: {note}"));
+            }
+        }
+        self.field("logTail", json!(logs))
     }
 
     fn step(mut self, status: &RunStatus, step: usize) -> Self {
@@ -215,6 +233,12 @@ impl Description {
             Some((step, name)) => format!("step {} ({name}): {}", step + 1, self.text),
             None => self.text.clone(),
         }
+    }
+
+    /// The Kubernetes Event's note: `note()` and then as much of the log block as fits in
+    /// `max` bytes (the newest lines first).
+    pub fn event_note(&self, max: usize) -> String {
+        fit(&self.note(), &self.log_block, max)
     }
 
     /// The JSON object of `--output json`.
@@ -392,8 +416,10 @@ fn step_failed(status: &RunStatus, step: usize, failure: &Failure, ignored: bool
         ""
     };
     let text = format!("FAILED [{}]{note}: {}", failure.reason, failure.message);
+    let last = status.steps.get(step).and_then(|s| s.attempts.last());
     Description::new("stepFailed", "step failed", text)
         .step(status, step)
+        .logs(last, true)
         .field("failure", json!(failure))
         .field("ignored", ignored)
         .warning()
@@ -456,7 +482,17 @@ fn attempt_failed(status: &RunStatus, step: usize, attempt: u32, failure: &Failu
     .attempt(attempt)
     .field("failure", json!(failure))
     .field("tasks", json!(tasks))
+    // The step's failure shows the lines of its last attempt; an attempt retried shows its own.
+    .logs(found, !step_failed_with(status, step, attempt))
     .warning()
+}
+
+/// Whether `attempt` is the last of a step that failed (its StepFailed shows its log lines).
+fn step_failed_with(status: &RunStatus, step: usize, attempt: u32) -> bool {
+    status.steps.get(step).is_some_and(|s| {
+        s.phase == crate::status::StepPhase::Failed
+            && s.attempts.last().is_some_and(|a| a.attempt == attempt)
+    })
 }
 
 fn step_succeeded(status: &RunStatus, step: usize, attempt: u32) -> Description {
@@ -476,6 +512,7 @@ fn step_succeeded(status: &RunStatus, step: usize, attempt: u32) -> Description 
     .step(status, step)
     .attempt(attempt)
     .field("tasks", json!(tasks))
+    .logs(found, true)
     .published()
 }
 

@@ -5,6 +5,7 @@
 //! success code. A missing exit code is a failure (the container never ran or was killed without
 //! one): treating it as success is the classic bug of ECS runners.
 
+use crate::explain;
 use crate::status::{Failure, FailureClass, TaskRecord};
 use crate::step::{ContainerPolicy, ContainerSelection, SuccessPolicy};
 
@@ -37,29 +38,23 @@ pub fn judge_task(
         .filter(|c| INFRASTRUCTURE_STOP_CODES.contains(c))
     {
         let details = container_details(task);
+        let what = explain::stop_code(code).unwrap_or("ECS stopped the task");
+        // Why it did not start, in words, from the stopped reason or a container's reason.
+        let why = std::iter::once(stopped_reason.unwrap_or_default())
+            .chain(task.containers.iter().filter_map(|c| c.reason.as_deref()))
+            .find_map(explain::start_failure)
+            .map(|w| format!("; {w}"))
+            .unwrap_or_default();
         return Some(Failure {
             class: FailureClass::Infrastructure,
             reason: code.to_owned(),
             message: format!(
-                "task {id} stopped by ECS ({code}): {}{details}",
+                "task {id}: {what} ({code}: {}){details}{why}",
                 stopped_reason.unwrap_or("no reason given")
             ),
         });
     }
-    let counted: Vec<&str> = match &policy.containers {
-        ContainerSelection::Policy(ContainerPolicy::All) => {
-            task.containers.iter().map(|c| c.name.as_str()).collect()
-        }
-        ContainerSelection::Policy(ContainerPolicy::Essential) => {
-            let essential = essential.unwrap_or_default();
-            task.containers
-                .iter()
-                .map(|c| c.name.as_str())
-                .filter(|n| essential.iter().any(|e| e == n))
-                .collect()
-        }
-        ContainerSelection::Named(names) => names.iter().map(String::as_str).collect(),
-    };
+    let counted = counted_containers(task, policy, essential);
     if counted.is_empty() {
         return Some(Failure {
             class: FailureClass::ExitCode,
@@ -73,39 +68,94 @@ pub fn judge_task(
         });
     }
     let mut problems = Vec::new();
-    for name in counted {
+    let mut out_of_memory = false;
+    for name in failing_containers(task, policy, essential) {
         match task.containers.iter().find(|c| c.name == name) {
             None => problems.push(format!("container {name} is not in the task")),
-            Some(c) => match c.exit_code {
-                Some(code) if policy.exit_codes.contains(&code) => {}
-                Some(code) => problems.push(format!(
-                    "container {name} exited with {code}{}",
-                    reason_suffix(c.reason.as_deref())
-                )),
-                None => problems.push(format!(
-                    "container {name} has no exit code (it never ran, or was killed){}",
-                    reason_suffix(c.reason.as_deref())
-                )),
-            },
+            Some(c) => {
+                let reason = c.reason.as_deref();
+                out_of_memory |=
+                    reason.is_some_and(|r| r.to_ascii_lowercase().contains("outofmemory"));
+                match c.exit_code {
+                    Some(code) => {
+                        let words = explain::exit(code, reason)
+                            .map(|w| format!(": {w}"))
+                            .unwrap_or_default();
+                        problems.push(format!(
+                            "container {name} exited with {code}{}{words}",
+                            reason_suffix(reason)
+                        ))
+                    }
+                    None => problems.push(format!(
+                        "container {name} has no exit code (it never ran, or was killed){}",
+                        reason_suffix(reason)
+                    )),
+                }
+            }
         }
     }
     if problems.is_empty() {
         return None;
     }
+    let reason = if out_of_memory {
+        "OutOfMemory".to_owned()
+    } else {
+        task.stop_code
+            .clone()
+            .unwrap_or_else(|| "ContainerExitCode".into())
+    };
     Some(Failure {
         class: FailureClass::ExitCode,
-        reason: task
-            .stop_code
-            .clone()
-            .unwrap_or_else(|| "ContainerExitCode".into()),
+        reason,
         message: format!(
             "task {id}: {}{}",
             problems.join("; "),
             stopped_reason
+                .filter(|r| !r.starts_with("Essential container in task exited"))
                 .map(|r| format!(" (stopped: {r})"))
                 .unwrap_or_default()
         ),
     })
+}
+
+/// The containers whose exit codes decide the task's result under `policy`.
+pub fn counted_containers(
+    task: &TaskRecord,
+    policy: &SuccessPolicy,
+    essential: Option<&[String]>,
+) -> Vec<String> {
+    match &policy.containers {
+        ContainerSelection::Policy(ContainerPolicy::All) => {
+            task.containers.iter().map(|c| c.name.clone()).collect()
+        }
+        ContainerSelection::Policy(ContainerPolicy::Essential) => {
+            let essential = essential.unwrap_or_default();
+            task.containers
+                .iter()
+                .map(|c| c.name.clone())
+                .filter(|n| essential.iter().any(|e| e == n))
+                .collect()
+        }
+        ContainerSelection::Named(names) => names.clone(),
+    }
+}
+
+/// The counted containers that did not exit with a success code (or are not in the task).
+pub fn failing_containers(
+    task: &TaskRecord,
+    policy: &SuccessPolicy,
+    essential: Option<&[String]>,
+) -> Vec<String> {
+    counted_containers(task, policy, essential)
+        .into_iter()
+        .filter(|name| {
+            task.containers
+                .iter()
+                .find(|c| &c.name == name)
+                .and_then(|c| c.exit_code)
+                .is_none_or(|code| !policy.exit_codes.contains(&code))
+        })
+        .collect()
 }
 
 fn reason_suffix(reason: Option<&str>) -> String {

@@ -3,6 +3,7 @@
 
 use jiff::Timestamp;
 
+use crate::log_tail::LogTail;
 use crate::status::TaskRecord;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -37,6 +38,12 @@ pub enum Observation {
         step: usize,
         attempt: u32,
         outcome: Result<Vec<String>, ApiError>,
+    },
+    /// The answer to `Action::FetchLogs`: one tail per target, lines or the reason for none.
+    LogsFetched {
+        step: usize,
+        attempt: u32,
+        tails: Vec<LogTail>,
     },
 }
 

@@ -7,6 +7,8 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::log_tail::AttemptLogs;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunStatus {
@@ -123,6 +125,9 @@ pub struct Attempt {
     /// Set when the attempt is judged failed (it may still be stopping its tasks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    /// The last log lines of its containers, read once its tasks stopped (see `log_tail`).
+    #[serde(rename = "logTail", default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<AttemptLogs>,
 }
 
 impl Attempt {

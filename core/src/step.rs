@@ -33,6 +33,39 @@ pub struct StepDefinition {
     /// Which containers decide the result, and which exit codes mean success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub success: Option<SuccessPolicy>,
+    /// How many of a failed container's last CloudWatch log lines to show. Default: 20.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<LogsPolicy>,
+}
+
+/// Which log lines a finished attempt's record carries (read from CloudWatch Logs, as the task
+/// definition's `awslogs` configuration names the stream).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LogsPolicy {
+    /// How many of the last lines to read per container (0 to 500; 0 turns log reading off).
+    #[serde(default = "default_tail_lines")]
+    #[schemars(range(max = 500))]
+    pub tail_lines: u32,
+    /// Also read them when the attempt succeeded (by default only failed attempts are read).
+    #[serde(default)]
+    pub always: bool,
+}
+
+/// The number of log lines read when a step says nothing.
+pub const DEFAULT_TAIL_LINES: u32 = 20;
+
+fn default_tail_lines() -> u32 {
+    DEFAULT_TAIL_LINES
+}
+
+impl Default for LogsPolicy {
+    fn default() -> Self {
+        LogsPolicy {
+            tail_lines: DEFAULT_TAIL_LINES,
+            always: false,
+        }
+    }
 }
 
 fn default_true() -> bool {
@@ -178,7 +211,12 @@ impl StepDefinition {
             timeout_seconds: None,
             retry: None,
             success: None,
+            logs: None,
         }
+    }
+
+    pub fn logs_policy(&self) -> LogsPolicy {
+        self.logs.clone().unwrap_or_default()
     }
 
     pub fn success_policy(&self) -> SuccessPolicy {

@@ -35,6 +35,34 @@ pub enum Command {
     Trigger(TriggerArgs),
     /// Run the Sequence controller (in-cluster config, or KUBECONFIG).
     Controller(ControllerArgs),
+    /// Print the last log lines of a step's containers (CloudWatch Logs), or follow them.
+    Logs(LogsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// The run: a state file written by `sequencer run --state`, or a Sequence's name.
+    pub run: String,
+    /// The step: its number (1-based) or name. Default: the failed step, else the running one.
+    pub step: Option<String>,
+    /// The attempt (default: the step's last).
+    #[arg(long)]
+    pub attempt: Option<u32>,
+    /// Only this container (default: every container of the attempt's tasks).
+    #[arg(long, short = 'c')]
+    pub container: Option<String>,
+    /// How many of the last lines to print per container.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub tail: u32,
+    /// Keep printing new lines until the attempt's tasks have stopped.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// The Sequence's namespace (default: the kubeconfig context's).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// AWS region of the tasks (default: the Sequence's, else the standard AWS chain).
+    #[arg(long)]
+    pub region: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -5,6 +5,7 @@
 //! without touching ECS. Exit codes are part of the interface (see `Exit`).
 
 mod args;
+mod logs;
 pub mod progress;
 mod run;
 pub mod state_file;
@@ -77,6 +78,7 @@ pub fn main() -> ExitCode {
             }
             Some(Command::Trigger(args)) => trigger(args).await,
             Some(Command::Run(args)) => run::run(args).await,
+            Some(Command::Logs(args)) => logs::logs(args).await,
             None => run::run(cli.run).await,
         }
     });

@@ -47,10 +47,16 @@ impl<W: Write> Reporter<W> {
             let _ = match self.format {
                 OutputFormat::Human if description.shown => {
                     let text = &description.text;
-                    match description.label(status.total_steps) {
+                    let line = match description.label(status.total_steps) {
                         Some(label) => writeln!(self.out, "{} {label} {text}", clock(now)),
                         None => writeln!(self.out, "{} {text}", clock(now)),
-                    }
+                    };
+                    // The attempt's last log lines, indented under the line they explain.
+                    description
+                        .log_block
+                        .iter()
+                        .try_for_each(|l| writeln!(self.out, "           {l}"))
+                        .and(line)
                 }
                 OutputFormat::Human => Ok(()),
                 OutputFormat::Json => writeln!(self.out, "{}", description.json(now)),

@@ -72,7 +72,7 @@ pub async fn run(args: RunArgs) -> Exit {
     if let Err(e) = check_credentials(&config).await {
         return fail(Exit::AwsOrConfig, e);
     }
-    let ecs = Ecs::new(aws_sdk_ecs::Client::new(&config));
+    let ecs = Ecs::from_config(&config);
     reporter.note("runInfo", &origin(&status, &plan, &loaded));
 
     let cancel = watch_signals();

@@ -2,6 +2,8 @@
 //! lines carrying the Sequence, step and task ARN, and the step metrics. The words come from each
 //! event's description (`sequencer_core::event`), shared with the CLI.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use sequencer_core::event::{Description, RunEvent};
@@ -10,6 +12,12 @@ use sequencer_core::status::RunStatus;
 
 use super::metrics::{Metrics, PhaseLabel};
 use crate::drive::EventSink;
+
+/// The Events API keeps at most this many bytes of a note.
+const NOTE_MAX_BYTES: usize = 1024;
+
+/// Whether a denied log read has been reported (once per process).
+static LOGS_DENIED_REPORTED: AtomicBool = AtomicBool::new(false);
 
 /// Collects the engine's events during a drive; they are published afterwards so that a slow
 /// Events API never delays a status write.
@@ -30,6 +38,32 @@ impl<'a> EventCollector<'a> {
     pub async fn publish_all(self, recorder: &Recorder, reference: &ObjectReference) {
         for (type_, reason, action, note) in self.events {
             publish_as(recorder, reference, type_, &reason, &action, &note).await;
+        }
+    }
+
+    /// A log read the controller was not allowed to make is said once per controller process, as
+    /// a Warning on the Sequence where it was first seen; each step's record says it in one line.
+    fn report_logs_denied(&mut self, description: &Description) {
+        let denied = description
+            .fields
+            .get("logTail")
+            .and_then(|l| l.get("tails"))
+            .and_then(|t| t.as_array())
+            .is_some_and(|tails| {
+                tails
+                    .iter()
+                    .any(|t| t.get("unavailable").and_then(|u| u.as_str()) == Some("AccessDenied"))
+            });
+        if denied && !LOGS_DENIED_REPORTED.swap(true, Ordering::Relaxed) {
+            self.events.push((
+                EventType::Warning,
+                "LogsAccessDenied".into(),
+                "ReadLogs".into(),
+                "the controller may not read the failed containers' CloudWatch Logs: grant its role \
+                 logs:GetLogEvents on the tasks' log groups (and ecs:DescribeTaskDefinition) to see \
+                 their last lines in status and Events; reported once per controller start"
+                    .into(),
+            ));
         }
     }
 
@@ -83,9 +117,10 @@ impl EventSink for EventCollector<'_> {
                     type_,
                     description.reason(),
                     action(&description),
-                    description.note(),
+                    description.event_note(NOTE_MAX_BYTES),
                 ));
             }
+            self.report_logs_denied(&description);
         }
     }
 }
@@ -141,11 +176,34 @@ async fn publish_as(
     let event = KubeEvent {
         type_,
         reason: reason.into(),
-        note: Some(note.chars().take(1024).collect()),
+        note: Some(within_bytes(note, NOTE_MAX_BYTES)),
         action: action.into(),
         secondary: None,
     };
     if let Err(e) = recorder.publish(&event, reference).await {
         tracing::warn!(error = %e, "could not publish an event");
+    }
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary (the API server counts bytes).
+fn within_bytes(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_are_cut_by_bytes_on_a_character_boundary() {
+        let text = "é".repeat(600); // 1,200 bytes
+        let cut = within_bytes(&text, NOTE_MAX_BYTES);
+        assert_eq!(cut.len(), 1024);
+        assert_eq!(within_bytes("abc", 2), "ab");
+        assert_eq!(within_bytes(&"é".repeat(3), 5), "éé");
     }
 }

@@ -11,6 +11,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 use crate::ecs::Ecs;
+use crate::ecs::logs::LogReader;
 
 /// The standard AWS chain (environment, shared files, web identity/IRSA, Pod Identity, container
 /// and instance roles), with `region` first when given, else us-east-1 as the seed did.
@@ -52,12 +53,15 @@ pub struct RegionClients {
 /// Clients by region, sharing credentials and settings with the controller's default config.
 pub struct AwsClients {
     base: SdkConfig,
+    /// One log reader for every region (it keeps a client per log region itself).
+    logs: LogReader,
     by_region: Mutex<HashMap<String, RegionClients>>,
 }
 
 impl AwsClients {
     pub fn new(base: SdkConfig) -> Arc<Self> {
         Arc::new(AwsClients {
+            logs: LogReader::new(&base),
             base,
             by_region: Mutex::new(HashMap::new()),
         })
@@ -90,7 +94,7 @@ impl AwsClients {
                     .build();
                 RegionClients {
                     region: name,
-                    ecs: Ecs::new(aws_sdk_ecs::Client::new(&config)),
+                    ecs: Ecs::new(aws_sdk_ecs::Client::new(&config), self.logs.clone()),
                     s3: s3_client(&config),
                 }
             })

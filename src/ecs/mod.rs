@@ -7,6 +7,7 @@
 
 pub mod clients;
 mod errors;
+pub mod logs;
 pub mod request;
 
 pub use errors::api_error;
@@ -14,10 +15,15 @@ pub use errors::api_error;
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::{DesiredStatus, Task, TaskField};
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::ecs::logs::{LogDestination, LogReader};
 use crate::ecs::request::apply_to;
 use sequencer_core::action::Action;
 use sequencer_core::engine::DESCRIBE_BATCH;
 use sequencer_core::identity::TAG_RUN;
+use sequencer_core::log_tail::{LogTail, LogTarget, LogsUnavailable, task_id};
 use sequencer_core::observation::{
     ApiError, DescribeResponse, EcsFailure, LaunchResponse, MissingTask, Observation,
 };
@@ -31,11 +37,141 @@ pub trait Executor {
 #[derive(Clone, Debug)]
 pub struct Ecs {
     client: Client,
+    logs: LogReader,
 }
 
 impl Ecs {
-    pub fn new(client: Client) -> Self {
-        Ecs { client }
+    pub fn new(client: Client, logs: LogReader) -> Self {
+        Ecs { client, logs }
+    }
+
+    /// ECS and CloudWatch Logs with one configuration.
+    pub fn from_config(config: &aws_config::SdkConfig) -> Self {
+        Ecs::new(Client::new(config), LogReader::new(config))
+    }
+
+    /// The region this executor's ECS calls go to.
+    pub fn region(&self) -> String {
+        self.client
+            .config()
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "us-east-1".into())
+    }
+
+    /// The last `lines` lines of each target container; never an error (see `logs`).
+    pub async fn fetch_logs(&self, targets: &[LogTarget], lines: u32) -> Vec<LogTail> {
+        let read = async {
+            let mut definitions = HashMap::new();
+            for arn in targets
+                .iter()
+                .filter_map(|t| t.task_definition_arn.as_deref())
+            {
+                if !definitions.contains_key(arn) {
+                    definitions.insert(arn.to_owned(), self.log_destinations(arn).await);
+                }
+            }
+            let region = self.region();
+            let reads = targets.iter().map(|target| {
+                let found = target
+                    .task_definition_arn
+                    .as_deref()
+                    .and_then(|arn| definitions.get(arn));
+                let region = region.clone();
+                async move {
+                    match found {
+                        Some(Err(tail_note)) => unavailable(target, tail_note.clone()),
+                        Some(Ok(containers)) => {
+                            let destination = containers.get(&target.container);
+                            self.logs.tail(target, destination, &region, lines).await
+                        }
+                        None => self.logs.tail(target, None, &region, lines).await,
+                    }
+                }
+            });
+            futures::future::join_all(reads).await
+        };
+        match tokio::time::timeout(logs::READ_TIMEOUT, read).await {
+            Ok(tails) => tails,
+            Err(_) => targets
+                .iter()
+                .map(|t| {
+                    let note = format!(
+                        "CloudWatch Logs did not answer within {}s",
+                        logs::READ_TIMEOUT.as_secs()
+                    );
+                    unavailable(t, (LogsUnavailable::ReadFailed, note))
+                })
+                .collect(),
+        }
+    }
+
+    /// Where `target`'s container logs to, as its task definition says.
+    pub async fn destination(&self, target: &LogTarget) -> Result<LogDestination, String> {
+        let arn = target
+            .task_definition_arn
+            .as_deref()
+            .ok_or("ECS did not report the task's definition")?;
+        let containers = self.log_destinations(arn).await.map_err(|(_, note)| note)?;
+        containers
+            .get(&target.container)
+            .cloned()
+            .ok_or_else(|| format!("the task definition has no container {}", target.container))
+    }
+
+    /// Whether every one of these tasks has stopped (or is no longer known to ECS); false when
+    /// ECS cannot be asked.
+    pub async fn all_stopped(&self, cluster: Option<&str>, arns: &[String]) -> bool {
+        let mut all = true;
+        for chunk in arns.chunks(DESCRIBE_BATCH) {
+            match self.describe(cluster, chunk).await {
+                Ok(found) => all &= found.tasks.iter().all(TaskRecord::is_finished),
+                Err(_) => return false,
+            }
+        }
+        all
+    }
+
+    /// Where each container of a task definition logs to (kept: a revision never changes).
+    async fn log_destinations(
+        &self,
+        arn: &str,
+    ) -> Result<Arc<HashMap<String, LogDestination>>, (LogsUnavailable, String)> {
+        if let Some(found) = self.logs.cached_definition(arn) {
+            return Ok(found);
+        }
+        let out = self
+            .client
+            .describe_task_definition()
+            .task_definition(arn)
+            .send()
+            .await
+            .map_err(|e| {
+                let e = api_error(e);
+                let why = if e.code == "AccessDeniedException" {
+                    LogsUnavailable::AccessDenied
+                } else {
+                    LogsUnavailable::ReadFailed
+                };
+                (
+                    why,
+                    format!("DescribeTaskDefinition failed, so the log stream is not known: {e}"),
+                )
+            })?;
+        let containers: HashMap<String, LogDestination> = out
+            .task_definition()
+            .map(|t| t.container_definitions())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|c| Some((c.name()?.to_owned(), log_destination(c))))
+            .collect();
+        self.logs.keep_definition(arn, containers);
+        self.logs.cached_definition(arn).ok_or_else(|| {
+            (
+                LogsUnavailable::ReadFailed,
+                "the task definition was not kept".into(),
+            )
+        })
     }
 
     pub async fn run_task(&self, action: &Action) -> Result<LaunchResponse, ApiError> {
@@ -230,7 +366,46 @@ impl Executor for Ecs {
                 attempt: *attempt,
                 outcome: self.essential_containers(task_definition).await,
             },
+            Action::FetchLogs {
+                step,
+                attempt,
+                tail_lines,
+                targets,
+            } => Observation::LogsFetched {
+                step: *step,
+                attempt: *attempt,
+                tails: self.fetch_logs(targets, *tail_lines).await,
+            },
         }
+    }
+}
+
+/// A tail with no lines, saying why.
+fn unavailable(target: &LogTarget, (why, note): (LogsUnavailable, String)) -> LogTail {
+    LogTail {
+        task_id: task_id(&target.task_arn),
+        container: target.container.clone(),
+        unavailable: Some(why),
+        note: Some(note),
+        ..Default::default()
+    }
+}
+
+/// Where a container definition sends its output.
+fn log_destination(c: &aws_sdk_ecs::types::ContainerDefinition) -> LogDestination {
+    let Some(config) = c.log_configuration() else {
+        return LogDestination::Nowhere;
+    };
+    let driver = config.log_driver().as_str();
+    let option = |key: &str| config.options().and_then(|o| o.get(key)).cloned();
+    match (driver, option("awslogs-group")) {
+        ("awslogs", Some(group)) => LogDestination::Awslogs {
+            group,
+            region: option("awslogs-region"),
+            prefix: option("awslogs-stream-prefix"),
+        },
+        ("awslogs", None) => LogDestination::Driver("awslogs (without awslogs-group)".into()),
+        (other, _) => LogDestination::Driver(other.to_owned()),
     }
 }
 

@@ -28,7 +28,9 @@ impl DecisionDraft<'_> {
             last_error: None,
             essential_containers: None,
             failure: None,
+            logs: None,
         });
+        forget_old_lines(&mut self.status.steps[index].attempts);
         self.events.push(RunEvent::StepStarted {
             step: index,
             attempt: number,
@@ -46,6 +48,61 @@ impl DecisionDraft<'_> {
             parameters,
             identity,
         });
+    }
+
+    /// Whether the attempt's log read is over (or not wanted), so that its verdict may be given.
+    /// The first time, the read is recorded and asked for; a resumed run asks again; after
+    /// `LOGS_WAIT` it is given up. The verdict never depends on what the read finds.
+    pub(super) fn logs_settled(&mut self, index: usize, number: u32, succeeded: bool) -> bool {
+        let policy = self.plan.steps[index].definition.logs_policy();
+        if policy.tail_lines == 0 || (succeeded && !policy.always) {
+            return true;
+        }
+        let (now, key) = (self.now, (index, number));
+        let first_look = !self.answered.contains(&key);
+        let step = &self.plan.steps[index];
+        let Some(a) = self.status.steps[index]
+            .attempts
+            .iter_mut()
+            .find(|a| a.attempt == number)
+        else {
+            return true;
+        };
+        let targets = log_targets(step, a, succeeded);
+        match &mut a.logs {
+            Some(logs) if logs.done => return true,
+            Some(logs) => {
+                let waited = now.duration_since(logs.requested_at);
+                if waited.is_positive() && waited.unsigned_abs() >= LOGS_WAIT {
+                    logs.done = true;
+                    logs.note = Some(format!(
+                        "the log read did not answer within {}s",
+                        LOGS_WAIT.as_secs()
+                    ));
+                    return true;
+                }
+                if !first_look {
+                    return false; // asked in this decision already
+                }
+            }
+            None if targets.is_empty() => return true,
+            None => {
+                a.logs = Some(AttemptLogs {
+                    requested_at: now,
+                    done: false,
+                    tails: Vec::new(),
+                    note: None,
+                });
+            }
+        }
+        self.answered.insert(key);
+        self.actions.push(Action::FetchLogs {
+            step: index,
+            attempt: number,
+            tail_lines: policy.tail_lines,
+            targets,
+        });
+        false
     }
 
     pub(super) fn request_task_definition(&mut self, index: usize, number: u32) {
@@ -117,6 +174,18 @@ impl DecisionDraft<'_> {
                 cluster: attempt.cluster.clone(),
                 task_arns: chunk.to_vec(),
             });
+        }
+    }
+}
+
+/// Keeps the lines of a step's last `ATTEMPTS_WITH_LINES` attempts only (the notes stay), so a
+/// step retried a hundred times does not fill the record.
+fn forget_old_lines(attempts: &mut [Attempt]) {
+    let keep_from = attempts.len().saturating_sub(ATTEMPTS_WITH_LINES);
+    for a in &mut attempts[..keep_from] {
+        for tail in a.logs.iter_mut().flat_map(|l| l.tails.iter_mut()) {
+            tail.omitted_lines = tail.omitted_lines.saturating_add(tail.lines.len() as u32);
+            tail.lines.clear();
         }
     }
 }

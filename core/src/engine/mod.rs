@@ -32,6 +32,10 @@ use crate::backoff::{api_error_delay, retry_delay};
 use crate::event::RunEvent;
 use crate::identity::launch_identity;
 use crate::judge::judge_task;
+use crate::log_tail::{
+    ATTEMPTS_WITH_LINES, AttemptLogs, LOGS_WAIT, LogTail, STATUS_BUDGET_BYTES, bound_tails,
+    log_targets,
+};
 use crate::observation::{ApiError, EcsFailure, LaunchResponse, MissingTask, Observation};
 use crate::plan::{Plan, PlannedStep};
 use crate::run_task::LaunchIdentity;

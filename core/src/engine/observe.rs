@@ -79,6 +79,24 @@ impl DecisionDraft<'_> {
                     ),
                 }),
             },
+            Observation::LogsFetched {
+                step,
+                attempt,
+                tails,
+            } => self.on_logs_fetched(*step, *attempt, tails),
+        }
+    }
+
+    /// The log read's answer, kept bounded; only while the attempt still waits for it.
+    pub(super) fn on_logs_fetched(&mut self, step: usize, attempt: u32, tails: &[LogTail]) {
+        self.answered.insert((step, attempt));
+        if let Some(logs) = self
+            .attempt_mut(step, attempt)
+            .and_then(|a| a.logs.as_mut())
+            .filter(|l| !l.done)
+        {
+            logs.tails = bound_tails(tails.to_vec(), STATUS_BUDGET_BYTES);
+            logs.done = true;
         }
     }
 
@@ -122,7 +140,7 @@ impl DecisionDraft<'_> {
                 a.failure = Some(Failure {
                     class: FailureClass::Launch,
                     reason: e.code.clone(),
-                    message: format!("RunTask failed: {e}"),
+                    message: format!("RunTask failed: {e}{}", hint(&e.code)),
                 });
             }
         }
@@ -327,9 +345,22 @@ fn launch_failure(response: &LaunchResponse) -> Option<Failure> {
             .clone()
             .unwrap_or_else(|| "RunTaskFailure".into()),
         message: format!(
-            "RunTask could not start {} task(s): {}",
+            "RunTask could not start {} task(s): {}{}",
             response.failures.len(),
-            reasons.join("; ")
+            reasons.join("; "),
+            response
+                .failures
+                .iter()
+                .find_map(|f| f.reason.as_deref().and_then(crate::explain::launch))
+                .map(|h| format!(". {h}"))
+                .unwrap_or_default()
         ),
     })
+}
+
+/// ". <what to check>" for a RunTask refusal sequencer knows, else nothing.
+fn hint(code: &str) -> String {
+    crate::explain::launch(code)
+        .map(|h| format!(". {h}"))
+        .unwrap_or_default()
 }

@@ -1,6 +1,10 @@
 //! How attempts, steps and the run end: success, retry or failure, and the run's verdict.
 
 use super::*;
+use crate::log_tail::headline;
+
+/// The log line quoted in a failed run's message is cut to this many bytes.
+const HEADLINE_BYTES: usize = 200;
 
 impl DecisionDraft<'_> {
     pub(super) fn succeed_step(&mut self, index: usize, number: u32) {
@@ -85,10 +89,18 @@ impl DecisionDraft<'_> {
         let (phase, message) = match failed {
             Some(s) => {
                 let f = s.failure.as_ref();
+                // The line of its logs that most likely says why, where there is one.
+                let log_line = s
+                    .attempts
+                    .last()
+                    .and_then(|a| a.logs.as_ref())
+                    .and_then(|l| headline(&l.tails, HEADLINE_BYTES))
+                    .map(|l| format!("; log: {l}"))
+                    .unwrap_or_default();
                 (
                     RunPhase::Failed,
                     format!(
-                        "step {} failed: {}",
+                        "step {} failed: {}{log_line}",
                         s.name,
                         f.map(|f| f.message.as_str()).unwrap_or("")
                     ),

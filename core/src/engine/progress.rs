@@ -143,6 +143,9 @@ impl DecisionDraft<'_> {
                 }
                 return false;
             }
+            if !self.logs_settled(index, attempt.attempt, true) {
+                return false;
+            }
             self.succeed_step(index, attempt.attempt);
             return true;
         }
@@ -174,6 +177,9 @@ impl DecisionDraft<'_> {
                 || (run_halted && t.stop_request.as_ref().is_some_and(|r| r.acknowledged))
         });
         if done {
+            if !self.logs_settled(index, attempt.attempt, false) {
+                return false;
+            }
             return self.end_attempt_failed(index, attempt.attempt);
         }
         self.describe_unfinished(&attempt);

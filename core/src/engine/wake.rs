@@ -49,6 +49,12 @@ impl DecisionDraft<'_> {
                 {
                     at(poll);
                 }
+                // A log read that has not answered is given up at the end of its wait.
+                if let Some(logs) = a.logs.as_ref().filter(|l| !l.done)
+                    && let Ok(end) = logs.requested_at.checked_add(LOGS_WAIT)
+                {
+                    at(end.max(self.now));
+                }
                 let timeout = self
                     .plan
                     .steps

@@ -7,6 +7,7 @@ use proptest::prelude::*;
 use super::simulation::*;
 use super::*;
 use crate::engine::mismatch;
+use crate::log_tail::{AttemptLogs, LogTail};
 use crate::status::{Attempt, CancelRequest, Failure, StepStatus};
 
 fn at(seconds: i64) -> Timestamp {
@@ -67,13 +68,17 @@ fn arb_attempt() -> impl Strategy<Value = Attempt> {
             any::<u32>(),
             prop::option::of(any::<i64>()),
         ),
-        (any::<bool>(), any::<bool>()),
+        (
+            any::<bool>(),
+            any::<bool>(),
+            prop::option::of((any::<i64>(), any::<bool>(), 0usize..3)),
+        ),
     )
         .prop_map(
             |(
                 (number, phase, created, launched),
                 (tasks, errors, retry_at),
-                (essential, failed),
+                (essential, failed, logs),
             )| Attempt {
                 attempt: number % 5,
                 client_token: format!("token-{number}"),
@@ -92,6 +97,19 @@ fn arb_attempt() -> impl Strategy<Value = Attempt> {
                     class: FailureClass::ExitCode,
                     reason: "x".into(),
                     message: "x".into(),
+                }),
+                logs: logs.map(|(requested, done, n)| AttemptLogs {
+                    requested_at: at(requested),
+                    done,
+                    tails: (0..n)
+                        .map(|i| LogTail {
+                            task_id: format!("t{i}"),
+                            container: "app".into(),
+                            lines: vec!["boom".into()],
+                            ..Default::default()
+                        })
+                        .collect(),
+                    note: None,
                 }),
             },
         )
@@ -166,6 +184,18 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
                 outcome: Err(error.clone()),
             }
         }),
+        (0usize..6, 0u32..5, prop::collection::vec(".{0,600}", 0..30)).prop_map(
+            |(step, attempt, lines)| Observation::LogsFetched {
+                step,
+                attempt,
+                tails: vec![LogTail {
+                    task_id: "t0".into(),
+                    container: "app".into(),
+                    lines,
+                    ..Default::default()
+                }],
+            }
+        ),
     ]
 }
 

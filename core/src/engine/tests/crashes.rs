@@ -108,6 +108,18 @@ proptest! {
                     "step {} started attempt {} after attempt {} ended with an unknown outcome", s.name, unknown + 2, unknown + 1);
             }
         }
+        // Every attempt that failed on its own tasks carries their last log lines, whatever the
+        // crashes (a read lost with the runner is asked again by the resumed one).
+        for (i, s) in sim.status.steps.iter().enumerate() {
+            for a in s.attempts.iter().filter(|a| a.phase == AttemptPhase::Failed) {
+                let targets = crate::log_tail::log_targets(&plan.steps[i], a, false);
+                let tails = a.logs.as_ref().map(|l| l.tails.len()).unwrap_or(0);
+                prop_assert_eq!(tails, targets.len(), "step {} attempt {}: {:?}", s.name, a.attempt, a.logs);
+                for tail in a.logs.iter().flat_map(|l| &l.tails) {
+                    prop_assert_eq!(tail.lines.last(), Some(&format!("{} failed in {}", tail.container, tail.task_id)));
+                }
+            }
+        }
         // Another run's task is never adopted.
         for task in sim.status.steps.iter().flat_map(|s| &s.attempts).flat_map(|a| &a.tasks) {
             prop_assert!(!task.task_arn.contains("foreign"), "adopted {}", task.task_arn);

@@ -3,6 +3,7 @@
 use super::simulation::container;
 use super::*;
 use crate::identity::TAG_RUN;
+use crate::log_tail::LogTail;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Outcome {
@@ -35,6 +36,8 @@ pub(crate) struct FakeEcs {
     pub(crate) partial_lists: bool,
     /// ListTasks also lists a task of another run with the same startedBy (a hash collision).
     pub(crate) foreign_tasks: bool,
+    /// FetchLogs calls answered.
+    pub(crate) log_reads: u32,
 }
 
 impl FakeEcs {
@@ -187,6 +190,36 @@ impl FakeEcs {
                     step: *step,
                     attempt: *attempt,
                     outcome: Ok(vec!["app".into()]),
+                }
+            }
+            Action::FetchLogs {
+                step,
+                attempt,
+                tail_lines,
+                targets,
+            } => {
+                self.log_reads += 1;
+                let tails = targets
+                    .iter()
+                    .map(|t| {
+                        let id = crate::judge::short_task_id(&t.task_arn).to_owned();
+                        let lines = vec![
+                            "starting".to_owned(),
+                            format!("{} failed in {id}", t.container),
+                        ];
+                        let keep = lines.len().min(*tail_lines as usize);
+                        LogTail {
+                            task_id: id,
+                            container: t.container.clone(),
+                            lines: lines[lines.len() - keep..].to_vec(),
+                            ..Default::default()
+                        }
+                    })
+                    .collect();
+                Observation::LogsFetched {
+                    step: *step,
+                    attempt: *attempt,
+                    tails,
                 }
             }
         }

@@ -7,6 +7,7 @@
 mod arbitrary;
 mod crashes;
 mod fake_ecs;
+mod logs;
 mod scenarios;
 mod simulation;
 

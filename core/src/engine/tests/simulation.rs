@@ -124,6 +124,14 @@ pub(crate) fn check_invariants(before: &RunStatus, after: &RunStatus) {
             if ba.phase.is_terminal() {
                 assert_eq!(ba, aa, "a finished attempt changed");
             }
+            // The verdict waits for the log read: no attempt ends with a read still pending.
+            if aa.phase.is_terminal() {
+                assert!(
+                    aa.logs.as_ref().is_none_or(|l| l.done),
+                    "attempt {} ended while its log read was pending",
+                    aa.attempt
+                );
+            }
             for bt in ba.tasks.iter().filter(|t| t.is_finished()) {
                 let at = aa
                     .tasks
