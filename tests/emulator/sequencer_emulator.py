@@ -39,7 +39,8 @@ and moto does not is added here, in front of moto's own WSGI app:
 * CloudWatch Logs is moto's (ECS there writes no log lines: tests write them, into the stream the
   task definition's awslogs options name). Its calls are listed in /_ext/calls too, and
   /_ext/inject takes its operations (e.g. {"operation": "GetLogEvents", "kind": "error", "code":
-  "AccessDeniedException"}).
+  "AccessDeniedException"}, or, for these operations only, "kind": "slow" with "seconds": s, which
+  answers s seconds late).
 
 Usage: python sequencer_emulator.py [--host 127.0.0.1] [--port 0]
 Prints one line "sequencer-emulator listening on http://HOST:PORT" once it accepts connections.
@@ -116,7 +117,9 @@ class Extension:
         with self.lock:
             self.calls.append({"operation": operation, "service": "logs", "time": time.time()})
             injected = self.take_injection(operation)
-        if injected is not None and injected[0] != "lost-answer":
+        if injected is not None and injected[0] == "slow":
+            time.sleep(injected[1])  # outside the lock: other calls go on meanwhile
+        elif injected is not None and injected[0] != "lost-answer":
             return respond(start_response, *injected)
         return self.app(environ, start_response)
 
@@ -239,6 +242,8 @@ class Extension:
                         "__type": injection.get("code", "AccessDeniedException"),
                         "message": injection.get("reason") or "injected error",
                     }
+                if kind == "slow":
+                    return "slow", float(injection.get("seconds", 5))
                 if kind == "lost-answer":
                     return "lost-answer", (int(injection.get("status", 500)), {
                         "__type": injection.get("code", "InternalError"),
@@ -344,7 +349,7 @@ class Extension:
             return respond(start_response, 200, {"calls": self.calls})
         if path == "/_ext/inject":
             kind = request.get("kind")
-            kinds = ("throttle", "server-error", "failures", "error", "lost-answer")
+            kinds = ("throttle", "server-error", "failures", "error", "lost-answer", "slow")
             if kind not in kinds or not request.get("operation"):
                 return respond(start_response, 400, {"error": f"need operation and kind {'|'.join(kinds)}"})
             self.injections.append({**request, "count": int(request.get("count", 1))})
