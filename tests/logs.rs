@@ -12,7 +12,7 @@ use std::time::Duration;
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use aws_sdk_ecs::types::{ContainerDefinition, LogConfiguration, LogDriver, NetworkMode};
 use serde_json::{Value, json};
-use support::world::{World, step, stop};
+use support::world::{World, http_address, http_get, metric, step, stop};
 use support::*;
 
 const GROUP: &str = "/ecs/etl";
@@ -61,18 +61,19 @@ async fn register(emu: &Emulator, family: &str, containers: &[(&str, &str)]) {
     request.send().await.expect("register");
 }
 
-/// Writes `lines` into the stream the awslogs driver would use for `container` of `task_arn`.
+/// Writes (appends) `lines` into the stream the awslogs driver would use for `container` of `task_arn`.
 async fn write_logs(emu: &Emulator, container: &str, task_arn: &str, lines: &[String]) {
     let logs = aws_sdk_cloudwatchlogs::Client::new(&emu.sdk_config().await);
     let _ = logs.create_log_group().log_group_name(GROUP).send().await;
     let id = task_arn.rsplit('/').next().unwrap_or_default();
     let stream = format!("{PREFIX}/{container}/{id}");
-    logs.create_log_stream()
+    // The stream may exist already (lines written later, as a running container does).
+    let _ = logs
+        .create_log_stream()
         .log_group_name(GROUP)
         .log_stream_name(&stream)
         .send()
-        .await
-        .expect("create stream");
+        .await;
     let start = jiff::Timestamp::now().as_millisecond();
     let events = lines.iter().enumerate().map(|(i, l)| {
         InputLogEvent::builder()
@@ -145,6 +146,19 @@ async fn new_task(emu: &Emulator, before: &[String]) -> String {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("no new task started");
+}
+
+/// The process's output once it exits; killed (and the test failed) if it runs past `limit`.
+fn ended_within(mut child: Child, limit: Duration) -> Run {
+    let start = std::time::Instant::now();
+    while child.try_wait().ok().flatten().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("still running after {limit:?}: {:?}", ended(child));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ended(child)
 }
 
 fn ended(child: Child) -> Run {
@@ -505,5 +519,150 @@ async fn the_controller_puts_the_lines_in_status_events_and_condition_and_report
     let counts = world.event_counts().await;
     assert_eq!(counts.get("LogsAccessDenied"), Some(&1), "{counts:?}");
     assert_eq!(counts.get("StepFailed"), Some(&3), "{counts:?}");
+    let metrics = http_get(&http_address(&log), "/metrics").1;
+    let reads = |outcome: &str| {
+        let sample = format!("sequencer_log_reads_total{{outcome=\"{outcome}\"}}");
+        metric(&metrics, &sample)
+    };
+    assert_eq!(
+        (reads("lines"), reads("access_denied")),
+        (1.0, 2.0),
+        "{metrics}"
+    );
     stop(controller);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_follow_prints_a_running_steps_new_lines_until_its_task_stops() {
+    let emu = Emulator::start();
+    emu.cluster("etl").await;
+    register(&emu, "job", &[("app", "awslogs")]).await;
+    let file = batch(&batch_step("job", "job", ""));
+    let state = file.dir.path().join("state.json");
+    let state_arg = state.to_str().expect("utf-8").to_owned();
+    let (run, arn) = start_run(&emu, &file, &["--state", &state_arg]).await;
+    // The state file records the task once RunTask has answered.
+    for _ in 0..100 {
+        if std::fs::read_to_string(&state).is_ok_and(|t| t.contains(&arn)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    write_logs(&emu, "app", &arn, &["first 1".into(), "first 2".into()]).await;
+    let follower = emu
+        .sequencer()
+        .args(["logs", &state_arg, "--follow", "--tail", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start logs --follow");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    write_logs(&emu, "app", &arn, &["second 1".into(), "second 2".into()]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    write_logs(&emu, "app", &arn, &["last words".into()]).await;
+    finish(
+        &emu,
+        &arn,
+        json!({"app": 0}),
+        "EssentialContainerExited",
+        "Essential container in task exited",
+        None,
+    );
+    let followed = ended_within(follower, Duration::from_secs(60));
+    assert_eq!(followed.code, 0, "{followed:?}");
+    assert_eq!(
+        followed.stdout.lines().collect::<Vec<_>>(),
+        vec![
+            "step 1 (job), attempt 1:",
+            "first 2",
+            "second 1",
+            "second 2",
+            "last words"
+        ],
+        "the last line asked for, then every new line once, until the task stopped: {followed:?}"
+    );
+    let run = ended(run);
+    assert_eq!(run.code, 0, "{run:?}");
+}
+
+/// The worst moment for the log read: the run is killed after it recorded that it reads the
+/// failed container's lines, before the answer. The resumed run reads them again, gives the
+/// verdict with them, and launches nothing twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_during_its_log_read_reads_again_when_resumed() {
+    let emu = Emulator::start();
+    emu.cluster("etl").await;
+    register(&emu, "job", &[("app", "awslogs")]).await;
+    let file = batch(&format!(
+        "{}{}",
+        batch_step("job", "job", ""),
+        batch_step("next", "job", "")
+    ));
+    let state = file.dir.path().join("state.json");
+    let state_arg = state.to_str().expect("utf-8").to_owned();
+    emu.http(
+        "POST",
+        "/_ext/inject",
+        &json!({"operation": "GetLogEvents", "kind": "slow", "seconds": 30, "count": 1}),
+    );
+    let (mut child, arn) = start_run(&emu, &file, &["--state", &state_arg]).await;
+    write_logs(&emu, "app", &arn, &python_failure()).await;
+    finish(
+        &emu,
+        &arn,
+        json!({"app": 1}),
+        "EssentialContainerExited",
+        "Essential container in task exited",
+        None,
+    );
+    let pending = |text: &str| {
+        serde_json::from_str::<Value>(text).ok().is_some_and(|v| {
+            v["status"]["steps"][0]["attempts"][0]["logTail"]["done"] == json!(false)
+        })
+    };
+    let mut recorded = false;
+    for _ in 0..100 {
+        if std::fs::read_to_string(&state).is_ok_and(|t| pending(&t)) {
+            recorded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(recorded, "the read was never recorded as pending");
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let stored: Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).expect("state")).expect("json");
+    assert_eq!(
+        stored["status"]["steps"][0]["phase"], "Running",
+        "no verdict before the lines"
+    );
+
+    let resumed = run_cmd(emu.sequencer().args([
+        "run",
+        path_str(&file.path),
+        "--state",
+        &state_arg,
+        "--poll-interval",
+        "1",
+    ]));
+    assert_eq!(resumed.code, 1, "{resumed:?}");
+    assert!(
+        resumed.stdout.contains("  | ValueError: bad row 17"),
+        "{resumed:?}"
+    );
+    assert!(
+        resumed.stdout.contains("; log: ValueError: bad row 17"),
+        "{resumed:?}"
+    );
+    assert_eq!(
+        emu.calls_of("RunTask").len(),
+        1,
+        "the step was launched once, the next never"
+    );
+    assert_eq!(
+        emu.calls_of("GetLogEvents").len(),
+        2,
+        "the lost read, then one more"
+    );
 }

@@ -84,7 +84,8 @@ impl LogReader {
                     .timeout_config(
                         TimeoutConfig::builder()
                             .connect_timeout(Duration::from_secs(3))
-                            .operation_timeout(Duration::from_secs(5))
+                            .operation_attempt_timeout(Duration::from_secs(4))
+                            .operation_timeout(Duration::from_secs(9))
                             .build(),
                     )
                     .build();
