@@ -13,6 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use sequencer_core::log_tail::{LogTail, LogsUnavailable};
 use sequencer_core::observation::ApiError;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -52,6 +53,7 @@ pub struct Metrics {
     pub scheduled_runs: Family<OutcomeLabel, Counter>,
     pub ecs_calls: Family<EcsCallLabels, Counter>,
     pub ecs_throttles: Family<OperationLabel, Counter>,
+    pub log_reads: Family<OutcomeLabel, Counter>,
     pub running_tasks: Gauge,
     pub foreign_tasks_ignored: Counter,
     pub leader: Gauge,
@@ -120,6 +122,12 @@ impl Metrics {
             "ECS API calls refused by throttling, by operation",
             ecs_throttles.clone(),
         );
+        let log_reads = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "log_reads",
+            "Containers whose last log lines were read after their task stopped, by outcome (lines, no_lines, no_stream, not_awslogs, access_denied, failed)",
+            log_reads.clone(),
+        );
         let foreign_tasks_ignored = Counter::default();
         registry.register(
             "foreign_tasks_ignored",
@@ -149,6 +157,7 @@ impl Metrics {
             scheduled_runs,
             ecs_calls,
             ecs_throttles,
+            log_reads,
             running_tasks,
             foreign_tasks_ignored,
             leader,
@@ -186,6 +195,30 @@ impl Metrics {
                 outcome: outcome.into(),
             })
             .inc();
+    }
+
+    /// Counts the containers one log read covered, by what it found.
+    pub fn logs_read(&self, tails: &[LogTail]) {
+        for tail in tails {
+            let outcome = match tail.unavailable {
+                None => "lines",
+                Some(LogsUnavailable::NoLines) => "no_lines",
+                Some(LogsUnavailable::NoStream) => "no_stream",
+                Some(LogsUnavailable::AccessDenied) => "access_denied",
+                Some(LogsUnavailable::ReadFailed) => "failed",
+                Some(
+                    LogsUnavailable::NoTaskDefinition
+                    | LogsUnavailable::NoLogConfiguration
+                    | LogsUnavailable::UnsupportedDriver
+                    | LogsUnavailable::NoStreamPrefix,
+                ) => "not_awslogs",
+            };
+            self.log_reads
+                .get_or_create(&OutcomeLabel {
+                    outcome: outcome.into(),
+                })
+                .inc();
+        }
     }
 
     pub fn step_ended(&self, outcome: &str, duration: Option<Duration>) {

@@ -372,6 +372,10 @@ impl Executor for PolledEcs<'_> {
             Observation::TaskDefinitionDescribed { outcome, .. } => {
                 ("DescribeTaskDefinition", outcome.as_ref().err())
             }
+            Observation::LogsFetched { tails, .. } => {
+                self.metrics.logs_read(tails);
+                return observation;
+            }
             _ => return observation,
         };
         let result: Result<(), ApiError> = failed.map_or(Ok(()), |e| Err(e.clone()));
