@@ -203,7 +203,7 @@ impl FakeEcs {
                     .iter()
                     .map(|t| {
                         let id = crate::judge::short_task_id(&t.task_arn).to_owned();
-                        let lines = vec![
+                        let lines = [
                             "starting".to_owned(),
                             format!("{} failed in {id}", t.container),
                         ];
