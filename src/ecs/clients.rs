@@ -11,6 +11,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 use crate::ecs::Ecs;
+use crate::ecs::limits::{CallLimitSettings, CallLimits};
 use crate::ecs::logs::LogReader;
 
 /// The standard AWS chain (environment, shared files, web identity/IRSA, Pod Identity, container
@@ -53,14 +54,17 @@ pub struct RegionClients {
 /// Clients by region, sharing credentials and settings with the controller's default config.
 pub struct AwsClients {
     base: SdkConfig,
+    /// The rate and concurrency of each region's ECS calls.
+    ecs_limits: CallLimitSettings,
     /// One log reader for every region (it keeps a client per log region itself).
     logs: LogReader,
     by_region: Mutex<HashMap<String, RegionClients>>,
 }
 
 impl AwsClients {
-    pub fn new(base: SdkConfig) -> Arc<Self> {
+    pub fn new(base: SdkConfig, ecs_limits: CallLimitSettings) -> Arc<Self> {
         Arc::new(AwsClients {
+            ecs_limits,
             logs: LogReader::new(&base),
             base,
             by_region: Mutex::new(HashMap::new()),
@@ -94,7 +98,11 @@ impl AwsClients {
                     .build();
                 RegionClients {
                     region: name,
-                    ecs: Ecs::new(aws_sdk_ecs::Client::new(&config), self.logs.clone()),
+                    ecs: Ecs::new(
+                        aws_sdk_ecs::Client::new(&config),
+                        self.logs.clone(),
+                        CallLimits::new(self.ecs_limits),
+                    ),
                     s3: s3_client(&config),
                 }
             })

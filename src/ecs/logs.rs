@@ -14,6 +14,8 @@ use aws_sdk_cloudwatchlogs::Client as LogsClient;
 use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
 use sequencer_core::log_tail::{LogTail, LogTarget, LogsUnavailable, task_id};
 
+use super::limits::{CallLimitSettings, CallLimits};
+
 /// The whole read of one attempt's containers (DescribeTaskDefinition and GetLogEvents) ends
 /// within this time, answered or not.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,6 +51,8 @@ pub struct LogReader {
 #[derive(Debug)]
 struct Inner {
     base: SdkConfig,
+    /// GetLogEvents waits its turn here (CloudWatch Logs' default quota is 10 a second).
+    limits: Arc<CallLimits>,
     clients: Mutex<HashMap<String, LogsClient>>,
     definitions: Mutex<HashMap<String, Arc<HashMap<String, LogDestination>>>>,
 }
@@ -58,6 +62,7 @@ impl LogReader {
         LogReader {
             inner: Arc::new(Inner {
                 base: base.clone(),
+                limits: CallLimits::new(CallLimitSettings::LOGS),
                 clients: Mutex::new(HashMap::new()),
                 definitions: Mutex::new(HashMap::new()),
             }),
@@ -168,6 +173,7 @@ impl LogReader {
         let stream_region = stream_region.unwrap_or(region);
         let stream = stream_name(prefix, &target.container, &target.task_arn);
         tail.log_stream = Some(stream.clone());
+        let _turn = self.inner.limits.permit("GetLogEvents").await;
         let answer = self
             .client(stream_region)
             .get_log_events()

@@ -7,6 +7,7 @@
 
 pub mod clients;
 mod errors;
+pub mod limits;
 pub mod logs;
 pub mod request;
 
@@ -18,6 +19,7 @@ use aws_sdk_ecs::types::{DesiredStatus, Task, TaskField};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::ecs::limits::{CallLimitSettings, CallLimits};
 use crate::ecs::logs::{LogDestination, LogReader};
 use crate::ecs::request::apply_to;
 use sequencer_core::action::Action;
@@ -38,16 +40,26 @@ pub trait Executor {
 pub struct Ecs {
     client: Client,
     logs: LogReader,
+    /// Every call waits for its turn here (shared by all users of this region's ECS).
+    limits: Arc<CallLimits>,
 }
 
 impl Ecs {
-    pub fn new(client: Client, logs: LogReader) -> Self {
-        Ecs { client, logs }
+    pub fn new(client: Client, logs: LogReader, limits: Arc<CallLimits>) -> Self {
+        Ecs {
+            client,
+            logs,
+            limits,
+        }
     }
 
-    /// ECS and CloudWatch Logs with one configuration.
+    /// ECS and CloudWatch Logs with one configuration, at the default call limits.
     pub fn from_config(config: &aws_config::SdkConfig) -> Self {
-        Ecs::new(Client::new(config), LogReader::new(config))
+        Ecs::new(
+            Client::new(config),
+            LogReader::new(config),
+            CallLimits::new(CallLimitSettings::ECS),
+        )
     }
 
     /// The region this executor's ECS calls go to.
@@ -140,6 +152,7 @@ impl Ecs {
         if let Some(found) = self.logs.cached_definition(arn) {
             return Ok(found);
         }
+        let _turn = self.limits.permit("DescribeTaskDefinition").await;
         let out = self
             .client
             .describe_task_definition()
@@ -187,6 +200,7 @@ impl Ecs {
                 message: "not a launch".into(),
             });
         };
+        let _turn = self.limits.permit("RunTask").await;
         let out = apply_to(self.client.run_task(), parameters, identity)
             .send()
             .await
@@ -216,6 +230,7 @@ impl Ecs {
         for desired in [DesiredStatus::Running, DesiredStatus::Stopped] {
             let mut next: Option<String> = None;
             loop {
+                let _turn = self.limits.permit("ListTasks").await;
                 let page = self
                     .client
                     .list_tasks()
@@ -237,6 +252,7 @@ impl Ecs {
         arns.dedup();
         let mut tasks = Vec::new();
         for chunk in arns.chunks(DESCRIBE_BATCH) {
+            let _turn = self.limits.permit("DescribeTasks").await;
             let out = self
                 .client
                 .describe_tasks()
@@ -264,6 +280,7 @@ impl Ecs {
         cluster: Option<&str>,
         arns: &[String],
     ) -> Result<DescribeResponse, ApiError> {
+        let _turn = self.limits.permit("DescribeTasks").await;
         let out = self
             .client
             .describe_tasks()
@@ -293,6 +310,7 @@ impl Ecs {
     ) -> Result<(), ApiError> {
         // ECS keeps at most 255 characters of the reason.
         let reason: String = reason.chars().take(255).collect();
+        let _turn = self.limits.permit("StopTask").await;
         self.client
             .stop_task()
             .set_cluster(cluster.map(Into::into))
@@ -308,6 +326,7 @@ impl Ecs {
         &self,
         task_definition: &str,
     ) -> Result<Vec<String>, ApiError> {
+        let _turn = self.limits.permit("DescribeTaskDefinition").await;
         let out = self
             .client
             .describe_task_definition()
