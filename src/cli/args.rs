@@ -117,6 +117,19 @@ pub struct ControllerArgs {
     /// plain: human-readable lines; json: one JSON object per line, with the span fields.
     #[arg(long, value_enum, env = "SEQUENCER_LOG_FORMAT", default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
+    /// ECS calls per second, per operation and region, sustained (ECS throttles each account
+    /// per region; leave room for its other users).
+    #[arg(long, env = "SEQUENCER_ECS_CALLS_PER_SECOND", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub ecs_calls_per_second: u32,
+    /// ECS calls per operation that may go at once after a quiet spell.
+    #[arg(long, env = "SEQUENCER_ECS_BURST", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub ecs_burst: u32,
+    /// ECS calls waiting for an answer at one time, per region.
+    #[arg(long, env = "SEQUENCER_ECS_MAX_IN_FLIGHT", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub ecs_max_in_flight: u32,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -220,7 +220,12 @@ async fn controller(args: ControllerArgs) -> Exit {
         leader_election,
         default_poll_interval_seconds: args.poll_interval,
     };
-    match crate::controller::run(client, AwsClients::new(config), settings).await {
+    let ecs_limits = crate::ecs::limits::CallLimitSettings {
+        per_second: f64::from(args.ecs_calls_per_second),
+        burst: args.ecs_burst,
+        max_in_flight: args.ecs_max_in_flight as usize,
+    };
+    match crate::controller::run(client, AwsClients::new(config, ecs_limits), settings).await {
         Ok(()) => Exit::Success,
         Err(
             e @ (crate::controller::RunError::CrdMissing
