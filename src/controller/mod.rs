@@ -29,6 +29,7 @@ pub mod schedules;
 pub mod sequence;
 pub mod server;
 mod status_store;
+pub mod wake_queue;
 pub mod undecodable;
 
 use std::sync::Arc;

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use kube::runtime::reflector::ObjectRef;
-use tokio::sync::mpsc;
+use super::wake_queue::WakeQueue;
 
 use crate::controller::metrics::Metrics;
 use crate::controller::undecodable::GuardedSequence;
@@ -98,14 +98,14 @@ impl Describer for AwsClients {
 }
 
 /// The Sequences the poller wakes because their tasks changed.
-pub type Woken = mpsc::UnboundedReceiver<Owner>;
+pub type Woken = Arc<WakeQueue>;
 
 pub struct Poller {
     clusters: Mutex<HashMap<ClusterKey, HashMap<String, Watched>>>,
     /// Clusters whose last DescribeTasks failed: how many times in a row, and the round before
     /// which they are left alone (exponential backoff with jitter; a failure never fails a step).
     backoff: Mutex<HashMap<ClusterKey, (u32, u64)>>,
-    wake: mpsc::UnboundedSender<Owner>,
+    wake: Arc<WakeQueue>,
     metrics: Arc<Metrics>,
     started: Instant,
 }
@@ -113,11 +113,11 @@ pub struct Poller {
 impl Poller {
     /// The poller, and the stream of Sequences to reconcile because their tasks changed.
     pub fn new(metrics: Arc<Metrics>) -> (Arc<Poller>, Woken) {
-        let (wake, woken) = mpsc::unbounded_channel();
+        let woken = WakeQueue::new();
         let poller = Poller {
             clusters: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
-            wake,
+            wake: woken.clone(),
             metrics,
             started: Instant::now(),
         };
@@ -291,8 +291,7 @@ impl Poller {
         wake.sort_by_key(|o| (o.namespace.clone(), o.name.clone()));
         wake.dedup();
         for owner in wake {
-            // The receiver is gone only while the controller shuts down.
-            let _ = self.wake.send(owner);
+            self.wake.push(owner);
         }
     }
 
@@ -438,9 +437,9 @@ mod tests {
         ObjectRef::new(name).within("default")
     }
 
-    fn drain(rx: &mut mpsc::UnboundedReceiver<Owner>) -> Vec<String> {
+    fn drain(queue: &Woken) -> Vec<String> {
         let mut woken = Vec::new();
-        while let Ok(o) = rx.try_recv() {
+        while let Some(o) = queue.try_pop() {
             woken.push(o.name);
         }
         woken.sort();
@@ -449,7 +448,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_call_per_hundred_tasks_across_sequences_and_only_changed_ones_woken() {
-        let (poller, mut woken) = Poller::new(Arc::new(Metrics::new()));
+        let (poller, woken) = Poller::new(Arc::new(Metrics::new()));
         let ecs = FakeEcs::default();
         // 150 Sequences with one running task each, all in one cluster.
         for i in 0..150 {
@@ -469,7 +468,7 @@ mod tests {
             "150 ARNs are described in two calls"
         );
         assert_eq!(
-            drain(&mut woken).len(),
+            drain(&woken).len(),
             150,
             "everyone learns its task's state"
         );
@@ -496,7 +495,7 @@ mod tests {
             rounds += 1;
             assert!(rounds < 50, "the poller never came back to the tasks");
         }
-        assert_eq!(drain(&mut woken), vec!["s7".to_owned()]);
+        assert_eq!(drain(&woken), vec!["s7".to_owned()]);
         let seen = poller.answer(&owner("s7"), &key(), 5, &["arn:task/7".into()]);
         assert_eq!(seen.tasks[0].last_status.as_deref(), Some("STOPPED"));
 
@@ -541,7 +540,7 @@ mod tests {
     #[tokio::test]
     async fn a_failing_cluster_is_backed_off_and_nobody_is_woken_by_the_failure() {
         let metrics = Arc::new(Metrics::new());
-        let (poller, mut woken) = Poller::new(metrics.clone());
+        let (poller, woken) = Poller::new(metrics.clone());
         let ecs = Flaky {
             inner: FakeEcs::default(),
             failing: true.into(),
@@ -550,7 +549,7 @@ mod tests {
         poller.answer(&owner("x"), &key(), 1, &["arn:x".into()]);
         poller.round(&ecs).await;
         assert_eq!(ecs.inner.calls.lock().unwrap().len(), 1);
-        assert!(drain(&mut woken).is_empty());
+        assert!(drain(&woken).is_empty());
         let (failures, not_before) = *poller.backoff.lock().unwrap().get(&key()).unwrap();
         assert_eq!(failures, 1);
         assert!(not_before > poller.round_now());
@@ -571,7 +570,7 @@ mod tests {
         let mut seen = Vec::new();
         for _ in 0..20 {
             poller.round(&ecs).await;
-            seen.extend(drain(&mut woken));
+            seen.extend(drain(&woken));
             if seen.len() == 2 {
                 break;
             }
@@ -604,7 +603,7 @@ mod tests {
 
     #[tokio::test]
     async fn clusters_and_regions_are_polled_apart_and_missing_is_answered() {
-        let (poller, mut woken) = Poller::new(Arc::new(Metrics::new()));
+        let (poller, woken) = Poller::new(Arc::new(Metrics::new()));
         let ecs = FakeEcs::default();
         let other = ClusterKey {
             region: "eu-west-1".into(),
@@ -617,7 +616,7 @@ mod tests {
         let calls = ecs.calls.lock().unwrap().clone();
         assert_eq!(calls.len(), 2);
         assert!(calls.iter().any(|(k, _)| k == &other));
-        assert_eq!(drain(&mut woken), vec!["a".to_owned(), "b".to_owned()]);
+        assert_eq!(drain(&woken), vec!["a".to_owned(), "b".to_owned()]);
         let b = poller.answer(&owner("b"), &other, 10, &["arn:gone".into()]);
         assert_eq!(b.missing.len(), 1);
         assert_eq!(b.missing[0].task_arn, "arn:gone");

@@ -189,7 +189,7 @@ async fn reconcile_sequences(
     ctx: Arc<Context>,
     namespace: Option<&str>,
     health: &Arc<Health>,
-    mut woken: Woken,
+    woken: Woken,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     // Through GuardedSequence, a Sequence that cannot be decoded (a bad `success.containers`, a
@@ -220,7 +220,7 @@ async fn reconcile_sequences(
             }
         }
     });
-    let wakes = futures::stream::poll_fn(move |cx| woken.poll_recv(cx));
+    let wakes = woken.stream();
     controller
         .reconcile_on(wakes)
         .graceful_shutdown_on(shutdown)
