@@ -29,8 +29,8 @@ pub mod schedules;
 pub mod sequence;
 pub mod server;
 mod status_store;
-pub mod wake_queue;
 pub mod undecodable;
+pub mod wake_queue;
 
 use std::sync::Arc;
 

@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use kube::runtime::reflector::ObjectRef;
 use super::wake_queue::WakeQueue;
+use kube::runtime::reflector::ObjectRef;
 
 use crate::controller::metrics::Metrics;
 use crate::controller::undecodable::GuardedSequence;
@@ -467,11 +467,7 @@ mod tests {
             vec![100, 50],
             "150 ARNs are described in two calls"
         );
-        assert_eq!(
-            drain(&woken).len(),
-            150,
-            "everyone learns its task's state"
-        );
+        assert_eq!(drain(&woken).len(), 150, "everyone learns its task's state");
         for i in 0..150 {
             let seen = poller.answer(
                 &owner(&format!("s{i}")),
