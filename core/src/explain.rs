@@ -25,6 +25,8 @@ pub fn stop_code(code: &str) -> Option<&'static str> {
 pub fn start_failure(reason: &str) -> Option<&'static str> {
     let lower = reason.to_ascii_lowercase();
     let has = |needle: &str| lower.contains(needle);
+    // "eni" as a word: inside "denied" it means nothing.
+    let eni = lower.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| w == "eni");
     Some(if has("cannotpullcontainer") || has("pull image") {
         "the image could not be pulled: check the image name and tag, the execution role's \
          permission to pull it (ECR), and the network path to the registry (a NAT gateway, VPC \
@@ -34,7 +36,7 @@ pub fn start_failure(reason: &str) -> Option<&'static str> {
     {
         "the task's secrets could not be fetched: check the execution role's permission for \
          Secrets Manager or SSM Parameter Store (and KMS), and the network path to them"
-    } else if has("eni") || has("network interface") {
+    } else if eni || has("network interface") {
         "the task's network interface (ENI) could not be set up: check the subnets' free \
          addresses, the account's ENI limits, and the security groups"
     } else if has("log") && has("resourceinitializationerror") {
@@ -131,6 +133,11 @@ mod tests {
         let eni = "Timeout waiting for network interface provisioning to complete.";
         assert!(start_failure(eni).unwrap().contains("(ENI)"));
         assert_eq!(start_failure("Essential container in task exited"), None);
+        let logs = "ResourceInitializationError: failed to validate logger args: \
+                    AccessDeniedException: access denied to the log group";
+        let said = start_failure(logs).unwrap();
+        assert!(said.contains("log configuration"), "{said}");
+        assert!(start_failure("ENI provisioning failed").unwrap().contains("(ENI)"));
     }
 
     #[test]
