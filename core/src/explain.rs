@@ -26,7 +26,9 @@ pub fn start_failure(reason: &str) -> Option<&'static str> {
     let lower = reason.to_ascii_lowercase();
     let has = |needle: &str| lower.contains(needle);
     // "eni" as a word: inside "denied" it means nothing.
-    let eni = lower.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| w == "eni");
+    let eni = lower
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|w| w == "eni");
     Some(if has("cannotpullcontainer") || has("pull image") {
         "the image could not be pulled: check the image name and tag, the execution role's \
          permission to pull it (ECR), and the network path to the registry (a NAT gateway, VPC \
@@ -137,7 +139,11 @@ mod tests {
                     AccessDeniedException: access denied to the log group";
         let said = start_failure(logs).unwrap();
         assert!(said.contains("log configuration"), "{said}");
-        assert!(start_failure("ENI provisioning failed").unwrap().contains("(ENI)"));
+        assert!(
+            start_failure("ENI provisioning failed")
+                .unwrap()
+                .contains("(ENI)")
+        );
     }
 
     #[test]

@@ -235,3 +235,35 @@ fn a_cancelled_run_and_a_launch_refusal_read_no_logs() {
     assert_eq!(sim.status.phase, RunPhase::Failed);
     assert_eq!(sim.ecs.log_reads, 0);
 }
+
+#[test]
+fn a_step_retried_many_times_keeps_the_lines_of_its_last_three_attempts_only() {
+    let mut a = step("a");
+    a.definition.retry = Some(RetryPolicy {
+        limit: 5,
+        when: vec![RetryOn::ExitCode],
+        backoff: Backoff {
+            initial_seconds: 1,
+            max_seconds: 1,
+            factor: 1,
+        },
+    });
+    let plan = plan_of(vec![a]);
+    let mut ecs = FakeEcs::default();
+    for attempt in 1..=6 {
+        ecs.script.insert((0, attempt), (Outcome::Exit(1), 1));
+    }
+    let sim = simulate(&plan, ecs, &[], None);
+    assert_eq!(sim.status.phase, RunPhase::Failed);
+    let attempts = &sim.status.steps[0].attempts;
+    assert_eq!(attempts.len(), 6);
+    for (i, a) in attempts.iter().enumerate() {
+        let tail = &a.logs.as_ref().expect("read").tails[0];
+        if i < 3 {
+            assert!(tail.lines.is_empty(), "attempt {} kept its lines", i + 1);
+            assert_eq!(tail.omitted_lines, 2, "and counts them");
+        } else {
+            assert_eq!(tail.lines.len(), 2, "attempt {} lost its lines", i + 1);
+        }
+    }
+}

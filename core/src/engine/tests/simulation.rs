@@ -122,7 +122,20 @@ pub(crate) fn check_invariants(before: &RunStatus, after: &RunStatus) {
         for (ba, aa) in b.attempts.iter().zip(&a.attempts) {
             assert_eq!(ba.client_token, aa.client_token);
             if ba.phase.is_terminal() {
-                assert_eq!(ba, aa, "a finished attempt changed");
+                // Only the log lines of old attempts may go (to keep the record small).
+                let without_lines = |a: &crate::status::Attempt| {
+                    let mut a = a.clone();
+                    for tail in a.logs.iter_mut().flat_map(|l| l.tails.iter_mut()) {
+                        tail.omitted_lines += tail.lines.len() as u32;
+                        tail.lines.clear();
+                    }
+                    a
+                };
+                assert_eq!(
+                    without_lines(ba),
+                    without_lines(aa),
+                    "a finished attempt changed"
+                );
             }
             // The verdict waits for the log read: no attempt ends with a read still pending.
             if aa.phase.is_terminal() {
