@@ -72,3 +72,63 @@ async fn a_burst_of_sequences_launches_at_the_configured_rate_each_step_once() {
         "the launches took {span:.1}s, less than {least}s: {times:?}"
     );
 }
+
+/// The Kubernetes requests are paced too: with the API server allowed only 3 requests a second,
+/// a dozen Sequences still complete, each step once, and the Lease (renewed by its own client,
+/// outside the pace) never changes hands.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_pace_to_the_api_server_delays_work_but_never_the_lease() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let world = World::start().await;
+    let (controller, log) = world.controller_with(&[
+        "--kube-qps",
+        "3",
+        "--kube-burst",
+        "3",
+        "--leader-election",
+        "--lease-namespace",
+        "default",
+        "--identity",
+        "paced",
+    ]);
+    let leases: kube::Api<Lease> = kube::Api::namespaced(world.client.clone(), "default");
+    let holder = || async {
+        leases
+            .get_opt("sequencer-controller")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec?.holder_identity)
+    };
+    for i in 0..12 {
+        world
+            .create(&format!("paced-{i:02}"), json!([step("only", "quick")]))
+            .await;
+    }
+    let started = std::time::Instant::now();
+    for i in 0..12 {
+        world
+            .wait_condition(
+                &format!("paced-{i:02}"),
+                "Complete",
+                Duration::from_secs(240),
+            )
+            .await;
+        assert_eq!(holder().await.as_deref(), Some("paced"));
+    }
+    let took = started.elapsed();
+    let mut controller = controller;
+    assert!(
+        controller.try_wait().ok().flatten().is_none(),
+        "the controller exited (a lost Lease ends it): {:?}",
+        log_lines(&log).last()
+    );
+    assert_eq!(world.emu.calls_of("RunTask").len(), 12);
+    stop(controller);
+    // At 3 requests a second, a dozen Sequences (each at least a finalizer, two status writes and
+    // an Event before its launch) cannot all have completed in under 10 s.
+    assert!(
+        took >= Duration::from_secs(10),
+        "done in {took:?}: the pace was not applied"
+    );
+}

@@ -126,6 +126,14 @@ pub struct ControllerArgs {
     #[arg(long, env = "SEQUENCER_ECS_BURST", default_value_t = 20,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub ecs_burst: u32,
+    /// Requests per second to the Kubernetes API server, sustained (the Lease has its own client).
+    #[arg(long, env = "SEQUENCER_KUBE_QPS", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub kube_qps: u32,
+    /// Requests to the Kubernetes API server that may go at once after a quiet spell.
+    #[arg(long, env = "SEQUENCER_KUBE_BURST", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub kube_burst: u32,
     /// ECS calls waiting for an answer at one time, per region.
     #[arg(long, env = "SEQUENCER_ECS_MAX_IN_FLIGHT", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..=1000))]

@@ -193,10 +193,11 @@ async fn trigger(args: args::TriggerArgs) -> Exit {
 }
 
 async fn controller(args: ControllerArgs) -> Exit {
-    let client = match kube::Client::try_default().await {
-        Ok(c) => c,
-        Err(e) => return fail(Exit::AwsOrConfig, format!("cannot reach Kubernetes: {e}")),
-    };
+    let (client, lease_client) =
+        match crate::controller::kube_client::clients(args.kube_qps, args.kube_burst).await {
+            Ok(c) => c,
+            Err(e) => return fail(Exit::AwsOrConfig, format!("cannot reach Kubernetes: {e}")),
+        };
     let config = aws_config(args.region).await;
     if let Err(e) = check_credentials(&config).await {
         return fail(Exit::AwsOrConfig, e);
@@ -225,7 +226,8 @@ async fn controller(args: ControllerArgs) -> Exit {
         burst: args.ecs_burst,
         max_in_flight: args.ecs_max_in_flight as usize,
     };
-    match crate::controller::run(client, AwsClients::new(config, ecs_limits), settings).await {
+    let aws = AwsClients::new(config, ecs_limits);
+    match crate::controller::run(client, lease_client, aws, settings).await {
         Ok(()) => Exit::Success,
         Err(
             e @ (crate::controller::RunError::CrdMissing

@@ -18,6 +18,7 @@
 pub mod conditions;
 mod error;
 mod events;
+pub mod kube_client;
 pub mod leader;
 pub mod metrics;
 pub mod plan_source;

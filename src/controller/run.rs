@@ -57,7 +57,13 @@ pub enum RunError {
 /// Runs the controller until SIGTERM or Ctrl-C (a second one exits at once). Shutting down lets
 /// in-flight reconciles finish their writes and leaves ECS tasks running: the next controller
 /// resumes them from `.status`.
-pub async fn run(client: Client, aws: Arc<AwsClients>, settings: Settings) -> Result<(), RunError> {
+/// `client` does the work (paced, see `kube_client`); `lease_client` only keeps the Lease.
+pub async fn run(
+    client: Client,
+    lease_client: Client,
+    aws: Arc<AwsClients>,
+    settings: Settings,
+) -> Result<(), RunError> {
     check_crd_installed(&client, settings.namespace.as_deref()).await?;
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
@@ -65,7 +71,7 @@ pub async fn run(client: Client, aws: Arc<AwsClients>, settings: Settings) -> Re
 
     let mut elector = settings
         .leader_election
-        .map(|config| LeaderElector::new(client.clone(), config));
+        .map(|config| LeaderElector::new(lease_client, config));
     if let Some(elector) = &mut elector {
         // A standby is ready: it serves and will take over when the leader goes.
         health.set_ready(true);

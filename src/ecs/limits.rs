@@ -87,6 +87,26 @@ impl CallLimits {
     }
 }
 
+/// A pace alone (no bound in number): for a client whose requests include long-lived watches.
+#[derive(Debug)]
+pub struct Pace(Bucket);
+
+impl Pace {
+    /// `per_second` sustained, `burst` at once after a quiet spell.
+    pub fn new(per_second: f64, burst: u32) -> Arc<Self> {
+        Arc::new(Pace(Bucket::new(CallLimitSettings {
+            per_second,
+            burst,
+            max_in_flight: 1,
+        })))
+    }
+
+    /// Waits for the next turn.
+    pub async fn wait(&self) {
+        self.0.take().await;
+    }
+}
+
 /// One operation's token bucket, as the time the next token is due.
 #[derive(Debug)]
 struct Bucket {
