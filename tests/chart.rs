@@ -210,6 +210,10 @@ fn the_values_schema_and_the_chart_refuse_what_cannot_work() {
     assert!(error.contains("logFormat"), "{error}");
     let error = render(json!({"controller": {"watchNamspace": "typo"}})).unwrap_err();
     assert!(error.contains("watchNamspace"), "{error}");
+    let error = render(json!({"sharding": {"shards": ["Team_A"]}})).unwrap_err();
+    assert!(error.contains("shards"), "{error}");
+    let error = render(json!({"sharding": {"shards": ["a", "a"]}})).unwrap_err();
+    assert!(error.contains("shards"), "{error}");
     let error = render(json!({"replicaCount": 2})).unwrap_err();
     assert!(
         error.contains("replicaCount > 1 needs leaderElection.enabled: true"),
@@ -282,7 +286,8 @@ async fn every_rendered_manifest_is_accepted_by_the_api_server() {
         "extraEnv": [{"name": "AWS_STS_REGIONAL_ENDPOINTS", "value": "regional"}],
         "serviceMonitor": {"enabled": true, "labels": {"release": "prometheus"}},
         "nodeSelector": {"kubernetes.io/os": "linux"},
-        "podAnnotations": {"example.com/team": "data"}
+        "podAnnotations": {"example.com/team": "data"},
+        "sharding": {"shards": ["a", "b"]}
     }))
     .unwrap();
     let args = &find(&custom, "Deployment", "sequencer-controller")["spec"]["template"]["spec"]["containers"]
@@ -313,10 +318,73 @@ async fn every_rendered_manifest_is_accepted_by_the_api_server() {
     find(&custom, "PodDisruptionBudget", "sequencer-controller");
     find(&custom, "ServiceMonitor", "sequencer");
 
+    // Sharded: one Deployment (and PDB) per shard, with pod selectors that never overlap, each
+    // told its shard and every named shard; the metrics Service selects them all.
+    let shards = [
+        ("sequencer-controller", None),
+        ("sequencer-controller-a", Some("--shard=a")),
+        ("sequencer-controller-b", Some("--shard=b")),
+    ];
+    let mut selectors = Vec::new();
+    for (name, flag) in shards {
+        let deployment = find(&custom, "Deployment", name);
+        let args = &deployment["spec"]["template"]["spec"]["containers"][0]["args"];
+        let has = |wanted: &str| args.as_array().unwrap().iter().any(|a| a == wanted);
+        assert!(has("--shards=a,b"), "{name}: {args}");
+        assert_eq!(flag.is_some_and(has), flag.is_some(), "{name}: {args}");
+        assert_eq!(
+            args.as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a.as_str().unwrap_or_default().starts_with("--shard="))
+                .count(),
+            usize::from(flag.is_some()),
+            "{name}: {args}"
+        );
+        let selector = deployment["spec"]["selector"]["matchLabels"].clone();
+        let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+        let service = &find(&custom, "Service", "sequencer-metrics")["spec"]["selector"];
+        for (key, value) in service.as_object().unwrap() {
+            assert_eq!(
+                &pod_labels[key], value,
+                "the metrics Service selects {name}'s pods"
+            );
+        }
+        find(&custom, "PodDisruptionBudget", name);
+        selectors.push((name, selector));
+    }
+    let deployments: Vec<&Value> = custom
+        .iter()
+        .filter(|o| o["kind"] == "Deployment")
+        .collect();
+    assert_eq!(deployments.len(), 3);
+    for (name, selector) in &selectors {
+        for other in &deployments {
+            if other["metadata"]["name"] == *name {
+                continue;
+            }
+            let labels = &other["spec"]["template"]["metadata"]["labels"];
+            let matches = selector
+                .as_object()
+                .unwrap()
+                .iter()
+                .all(|(k, v)| &labels[k] == v);
+            assert!(
+                !matches,
+                "{name}'s selector also selects {}'s pods",
+                other["metadata"]["name"]
+            );
+        }
+    }
+
     // The binary accepts the flags the chart gives it: it gets as far as looking for Kubernetes.
-    for objects in [&defaults, &custom] {
-        let container = &find(objects, "Deployment", "sequencer-controller")["spec"]["template"]["spec"]
-            ["containers"][0];
+    for (objects, name) in [
+        (&defaults, "sequencer-controller"),
+        (&custom, "sequencer-controller"),
+        (&custom, "sequencer-controller-b"),
+    ] {
+        let container =
+            &find(objects, "Deployment", name)["spec"]["template"]["spec"]["containers"][0];
         let args: Vec<&str> = container["args"]
             .as_array()
             .unwrap()

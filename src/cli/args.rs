@@ -105,13 +105,26 @@ pub struct ControllerArgs {
     /// Lead through a Lease so that only one of several replicas works at a time.
     #[arg(long, env = "SEQUENCER_LEADER_ELECTION")]
     pub leader_election: bool,
-    /// The Lease's name.
+    /// The Lease's name (a named shard adds `-<shard>`).
     #[arg(long, default_value = "sequencer-controller")]
     pub lease_name: String,
+    /// Own only the Sequences and ScheduledSequences labelled `sequencer.dev/shard=<SHARD>`
+    /// (default: the default shard, which owns every object no other shard does).
+    #[arg(long, env = "SEQUENCER_SHARD", value_name = "SHARD")]
+    pub shard: Option<String>,
+    /// Every named shard, comma-separated: the default shard leaves their objects to them.
+    #[arg(
+        long,
+        env = "SEQUENCER_SHARDS",
+        value_name = "SHARD,...",
+        value_delimiter = ','
+    )]
+    pub shards: Vec<String>,
     /// The Lease's namespace (default: the pod's namespace, else `default`).
     #[arg(long, env = "POD_NAMESPACE")]
     pub lease_namespace: Option<String>,
-    /// This replica's name in the Lease (default: the pod's name, else host name and process id).
+    /// This replica's name in the Lease and in its Events (default: the pod's name, else host
+    /// name and process id).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
     /// plain: human-readable lines; json: one JSON object per line, with the span fields.

@@ -193,6 +193,11 @@ async fn trigger(args: args::TriggerArgs) -> Exit {
 }
 
 async fn controller(args: ControllerArgs) -> Exit {
+    let shard = match crate::controller::shard::Shard::new(args.shard.clone(), args.shards.clone())
+    {
+        Ok(shard) => shard,
+        Err(e) => return fail(Exit::InvalidInput, e),
+    };
     let (client, lease_client) =
         match crate::controller::kube_client::clients(args.kube_qps, args.kube_burst).await {
             Ok(c) => c,
@@ -211,12 +216,14 @@ async fn controller(args: ControllerArgs) -> Exit {
             args.lease_namespace
                 .clone()
                 .unwrap_or_else(|| "default".into()),
-            args.lease_name.clone(),
+            shard.lease_name(&args.lease_name),
             identity,
         )
     });
     let settings = crate::controller::Settings {
         namespace: args.namespace,
+        shard,
+        instance: args.identity.clone(),
         http_address: args.http_address,
         leader_election,
         default_poll_interval_seconds: args.poll_interval,

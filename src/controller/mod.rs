@@ -12,7 +12,7 @@
 //! Owns: the `Sequence` type and its CRD ([`sequence`]), its [`conditions`], one reconcile
 //! (`reconcile.rs`), where its plan comes from (`plan_source.rs`), the `.status` writes
 //! (`status_store.rs`), Sequences it cannot decode (`undecodable.rs`), Events and log lines (`events.rs`), the shared ECS [`poller`], Lease
-//! [`leader`] election, the HTTP [`server`] and its [`metrics`], and start-up and shutdown
+//! [`leader`] election, which objects this controller owns ([`shard`]), the HTTP [`server`] and its [`metrics`], and start-up and shutdown
 //! (`run.rs`). May use the core, `drive`, `ecs`, `source`, `batch` and `shutdown`; never `cli`.
 
 pub mod conditions;
@@ -29,6 +29,7 @@ pub mod scheduled_sequence;
 pub mod schedules;
 pub mod sequence;
 pub mod server;
+pub mod shard;
 mod status_store;
 pub mod undecodable;
 pub mod wake_queue;

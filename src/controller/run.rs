@@ -21,6 +21,7 @@ use crate::controller::scheduled_sequence::ScheduledSequence;
 use crate::controller::schedules::{self, ScheduleContext};
 use crate::controller::sequence::Sequence;
 use crate::controller::server::Health;
+use crate::controller::shard::Shard;
 use crate::controller::undecodable::GuardedSequence;
 use crate::ecs::clients::AwsClients;
 use crate::shutdown::wait_for_signal;
@@ -29,6 +30,10 @@ use crate::shutdown::wait_for_signal;
 pub struct Settings {
     /// Watch only this namespace.
     pub namespace: Option<String>,
+    /// Own only this shard's Sequences and ScheduledSequences.
+    pub shard: Shard,
+    /// This replica's name in its Events (the pod's name in a cluster).
+    pub instance: Option<String>,
     /// Where `/healthz`, `/readyz` and `/metrics` are served.
     pub http_address: SocketAddr,
     /// Lead through this Lease; `None` runs without leader election (one replica).
@@ -65,6 +70,7 @@ pub async fn run(
     settings: Settings,
 ) -> Result<(), RunError> {
     check_crd_installed(&client, settings.namespace.as_deref()).await?;
+    tracing::info!(shard = %settings.shard, "owning the Sequences of this shard");
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
     let stop = serve_until_signalled(settings.http_address, &health, &metrics).await?;
@@ -107,7 +113,7 @@ pub async fn run(
         client.clone(),
         EventReporter {
             controller: FIELD_MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
+            instance: settings.instance.clone(),
         },
     );
     let schedules = reconcile_schedules(
@@ -117,6 +123,7 @@ pub async fn run(
             metrics: metrics.clone(),
         }),
         settings.namespace.clone(),
+        settings.shard.clone(),
         ending(stop.clone(), lost.clone()),
     );
     let ctx = Arc::new(Context {
@@ -128,8 +135,14 @@ pub async fn run(
         default_poll_interval_seconds: settings.default_poll_interval_seconds,
     });
     let shutdown = ending(stop, lost.clone());
-    let sequences =
-        reconcile_sequences(ctx, settings.namespace.as_deref(), &health, woken, shutdown);
+    let sequences = reconcile_sequences(
+        ctx,
+        settings.namespace.as_deref(),
+        &settings.shard,
+        &health,
+        woken,
+        shutdown,
+    );
     tokio::join!(sequences, schedules);
 
     health.set_ready(false);
@@ -194,6 +207,7 @@ async fn serve_until_signalled(
 async fn reconcile_sequences(
     ctx: Arc<Context>,
     namespace: Option<&str>,
+    shard: &Shard,
     health: &Arc<Health>,
     woken: Woken,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
@@ -205,7 +219,12 @@ async fn reconcile_sequences(
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
     };
-    let controller = Controller::new(sequences, watcher::Config::default().any_semantic());
+    let config = watcher::Config::default().any_semantic();
+    let config = match shard.selector() {
+        Some(selector) => config.labels(&selector),
+        None => config,
+    };
+    let controller = Controller::new(sequences, config);
     let store = controller.store();
     let ready = health.clone();
     tokio::spawn(async move {
@@ -245,6 +264,7 @@ async fn reconcile_sequences(
 async fn reconcile_schedules(
     ctx: Arc<ScheduleContext>,
     namespace: Option<String>,
+    shard: Shard,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let (parents, runs): (Api<ScheduledSequence>, Api<GuardedSequence>) = match &namespace {
@@ -264,8 +284,15 @@ async fn reconcile_schedules(
         shutdown.await;
         return;
     }
-    let runs_config = watcher::Config::default().labels(crate::controller::schedules::SCHEDULED_BY);
-    Controller::new(parents, watcher::Config::default().any_semantic())
+    // A schedule's runs carry its shard label (see `schedules::run_for`).
+    let runs_config = watcher::Config::default()
+        .labels(&shard.selector_and(crate::controller::schedules::SCHEDULED_BY));
+    let parents_config = watcher::Config::default().any_semantic();
+    let parents_config = match shard.selector() {
+        Some(selector) => parents_config.labels(&selector),
+        None => parents_config,
+    };
+    Controller::new(parents, parents_config)
         .owns(runs, runs_config)
         .graceful_shutdown_on(shutdown)
         .run(schedules::reconcile, schedules::error_policy, ctx)

@@ -30,6 +30,7 @@ use super::scheduled_sequence::{
     ActiveRun, FinishedRun, ScheduledSequence, ScheduledSequenceStatus,
 };
 use super::sequence::{Sequence, SequenceSpec};
+use super::shard::SHARD_LABEL;
 use super::undecodable::GuardedSequence;
 use super::{Error, FIELD_MANAGER};
 use kube::runtime::events::Recorder;
@@ -365,7 +366,7 @@ fn last_success(runs: &[GuardedSequence]) -> Option<Timestamp> {
 }
 
 /// The Sequence for `occurrence`: the template, owned by the ScheduledSequence (deleting it
-/// deletes its runs), labelled and annotated with the occurrence.
+/// deletes its runs), labelled and annotated with the occurrence, in its schedule's shard.
 fn run_for(parent: &ScheduledSequence, occurrence: Timestamp, settings: &Settings) -> Sequence {
     let zone = &settings.zone;
     let name = schedule::run_name(&parent.name_any(), occurrence);
@@ -376,6 +377,12 @@ fn run_for(parent: &ScheduledSequence, occurrence: Timestamp, settings: &Setting
         .map(|m| m.labels.clone())
         .unwrap_or_default();
     labels.insert(SCHEDULED_BY.into(), parent.name_any());
+    // A run belongs to its schedule's shard, whatever the template says: the shard that owns the
+    // schedule watches its runs.
+    match parent.labels().get(SHARD_LABEL) {
+        Some(shard) => labels.insert(SHARD_LABEL.into(), shard.clone()),
+        None => labels.remove(SHARD_LABEL),
+    };
     let mut annotations: BTreeMap<String, String> = template
         .metadata
         .as_ref()
@@ -589,4 +596,49 @@ fn set_condition(
     status.conditions.retain(|c| c.type_ != type_);
     status.conditions.push(condition);
     status.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn parent(labels: Value, template_labels: Value) -> ScheduledSequence {
+        serde_json::from_value(json!({
+            "apiVersion": "sequencer.dev/v1alpha1", "kind": "ScheduledSequence",
+            "metadata": {"name": "nightly", "namespace": "etl", "uid": "u-1", "labels": labels},
+            "spec": {"schedule": "0 2 * * *", "template": {
+                "metadata": {"labels": template_labels},
+                "spec": {"steps": [{"name": "a", "type": "ecs_task",
+                                    "parameters": {"cluster": "c", "taskDefinition": "t"}}]}}}
+        }))
+        .expect("a valid ScheduledSequence")
+    }
+
+    fn run_labels(parent: &ScheduledSequence) -> BTreeMap<String, String> {
+        let settings = settings_of(parent).expect("valid settings");
+        let run = run_for(parent, Timestamp::UNIX_EPOCH, &settings);
+        run.metadata.labels.unwrap_or_default()
+    }
+
+    #[test]
+    fn a_run_belongs_to_its_schedules_shard_whatever_the_template_says() {
+        let labels = run_labels(&parent(
+            json!({SHARD_LABEL: "b"}),
+            json!({SHARD_LABEL: "a", "team": "x"}),
+        ));
+        assert_eq!(labels.get(SHARD_LABEL).map(String::as_str), Some("b"));
+        assert_eq!(labels.get("team").map(String::as_str), Some("x"));
+        assert_eq!(
+            labels.get(SCHEDULED_BY).map(String::as_str),
+            Some("nightly")
+        );
+
+        let labels = run_labels(&parent(json!({}), json!({SHARD_LABEL: "a"})));
+        assert_eq!(
+            labels.get(SHARD_LABEL),
+            None,
+            "the default shard's runs: {labels:?}"
+        );
+    }
 }

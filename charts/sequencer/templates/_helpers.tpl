@@ -30,6 +30,28 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: controller
 {{- end }}
 
+{{/* Every controller pod of the release, whatever its shard (the metrics Service's selector). */}}
+{{- define "sequencer.podSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "sequencer.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* One shard's Deployment: its name and its pods' selector. Called with (dict "root" $ "shard" NAME);
+     the default shard (NAME "") keeps the unsharded names, so turning sharding on changes nothing for it. */}}
+{{- define "sequencer.shardControllerName" -}}
+{{- if .shard }}{{ printf "%s-%s" (include "sequencer.controllerName" .root) .shard }}{{ else }}{{ include "sequencer.controllerName" .root }}{{ end }}
+{{- end }}
+
+{{- define "sequencer.shardSelectorLabels" -}}
+{{- if .shard }}
+{{- include "sequencer.podSelectorLabels" .root }}
+app.kubernetes.io/component: controller-{{ .shard }}
+sequencer.dev/shard: {{ .shard }}
+{{- else }}
+{{- include "sequencer.selectorLabels" .root }}
+{{- end }}
+{{- end }}
+
 {{- define "sequencer.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{ include "sequencer.selectorLabels" . }}
