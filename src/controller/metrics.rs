@@ -56,6 +56,7 @@ pub struct Metrics {
     pub log_reads: Family<OutcomeLabel, Counter>,
     pub running_tasks: Gauge,
     pub foreign_tasks_ignored: Counter,
+    pub stale_cache_reads: Counter,
     pub leader: Gauge,
     encode_lock: Mutex<()>,
 }
@@ -146,6 +147,12 @@ impl Metrics {
             "1 while this replica holds the leader Lease (or runs without leader election)",
             leader.clone(),
         );
+        let stale_cache_reads = Counter::default();
+        registry.register(
+            "stale_cache_reads",
+            "Sequences read fresh from the API server because the watch cache had not caught up with this controller's own write",
+            stale_cache_reads.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -160,6 +167,7 @@ impl Metrics {
             log_reads,
             running_tasks,
             foreign_tasks_ignored,
+            stale_cache_reads,
             leader,
             encode_lock: Mutex::new(()),
         }

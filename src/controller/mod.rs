@@ -11,13 +11,14 @@
 //!
 //! Owns: the `Sequence` type and its CRD ([`sequence`]), its [`conditions`], one reconcile
 //! (`reconcile.rs`), where its plan comes from (`plan_source.rs`), the `.status` writes
-//! (`status_store.rs`), Sequences it cannot decode (`undecodable.rs`), Events and log lines (`events.rs`), the shared ECS [`poller`], Lease
+//! (`status_store.rs`), not acting on a cached copy older than its own writes (`freshness.rs`), Sequences it cannot decode (`undecodable.rs`), Events and log lines (`events.rs`), the shared ECS [`poller`], Lease
 //! [`leader`] election, which objects this controller owns ([`shard`]), the HTTP [`server`] and its [`metrics`], and start-up and shutdown
 //! (`run.rs`). May use the core, `drive`, `ecs`, `source`, `batch` and `shutdown`; never `cli`.
 
 pub mod conditions;
 mod error;
 mod events;
+mod freshness;
 pub mod kube_client;
 pub mod leader;
 pub mod metrics;
@@ -58,4 +59,6 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// For Sequences without `spec.pollIntervalSeconds`.
     pub default_poll_interval_seconds: u64,
+    /// The version of each Sequence this controller last wrote, to not act on an older copy.
+    pub freshness: Arc<freshness::Freshness>,
 }

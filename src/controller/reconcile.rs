@@ -81,6 +81,9 @@ pub(crate) async fn reconcile(
 }
 
 async fn reconcile_guarded(guard: Arc<GuardedSequence>, ctx: &Context) -> Result<Action, Error> {
+    let Some(guard) = latest(guard, ctx).await? else {
+        return Ok(Action::await_change());
+    };
     let seq = match &guard.0 {
         Ok(seq) => Arc::new(seq.clone()),
         Err(invalid) => return refuse_undecodable(invalid, ctx).await,
@@ -95,6 +98,41 @@ async fn reconcile_guarded(guard: Arc<GuardedSequence>, ctx: &Context) -> Result
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// The cached copy, or the stored object when the cache has not caught up with this controller's
+/// last write of it (see `freshness`); `None` when it is gone.
+async fn latest(
+    cached: Arc<GuardedSequence>,
+    ctx: &Context,
+) -> Result<Option<Arc<GuardedSequence>>, Error> {
+    let uid = cached.uid();
+    if ctx
+        .freshness
+        .is_current(uid.as_deref(), cached.resource_version().as_deref())
+    {
+        return Ok(Some(cached));
+    }
+    ctx.metrics.stale_cache_reads.inc();
+    let api: Api<GuardedSequence> =
+        Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
+    match api.get_opt(&cached.name_any()).await? {
+        Some(stored) if stored.uid() == uid => {
+            tracing::debug!(
+                cached = cached.resource_version(),
+                stored = stored.resource_version(),
+                "the cache is behind this controller's last write: using the stored Sequence"
+            );
+            ctx.freshness
+                .saw(uid.as_deref(), stored.resource_version().as_deref());
+            Ok(Some(Arc::new(stored)))
+        }
+        // Deleted (or deleted and created again: the new one arrives through the watch).
+        _ => {
+            ctx.freshness.forget(uid.as_deref());
+            Ok(None)
+        }
+    }
 }
 
 /// A Warning Event on the Sequence.
@@ -129,7 +167,7 @@ async fn apply(
         .map(|p| p.region.clone())
         .or_else(|| seq.spec.region.clone());
     let clients = ctx.aws.region(region.as_deref());
-    let mut store = KubeStore::new(api.clone(), seq);
+    let mut store = KubeStore::new(api.clone(), seq, ctx.freshness.clone());
     let client = &ctx.client;
     let resolved = match resolve(seq, &clients, client, ctx.default_poll_interval_seconds).await {
         Ok(resolved) => resolved,
@@ -297,6 +335,7 @@ async fn cleanup(api: &Api<Sequence>, seq: &Sequence, ctx: &Context) -> Result<A
         .is_some_and(|r| !r.is_finished());
     if !running {
         ctx.poller.release(&owner_of(seq));
+        ctx.freshness.forget(seq.uid().as_deref());
         return Ok(Action::await_change());
     }
     let deleted = Observation::CancelRequested {
@@ -310,6 +349,7 @@ async fn cleanup(api: &Api<Sequence>, seq: &Sequence, ctx: &Context) -> Result<A
         .is_none_or(|r| r.is_finished());
     if finished {
         ctx.poller.release(&owner_of(seq));
+        ctx.freshness.forget(seq.uid().as_deref());
         Ok(Action::await_change())
     } else {
         Err(Error::TasksStopping)
@@ -335,7 +375,7 @@ async fn cleanup_unreadable(
             "status.run cannot be read ({error}) and {why}, so the deleted Sequence's tasks cannot be found and stopped; \
              the finalizer stays until the status reads again (or is removed by hand once its tasks are stopped)"
         );
-        let mut store = KubeStore::new(api.clone(), seq);
+        let mut store = KubeStore::new(api.clone(), seq, ctx.freshness.clone());
         hold(seq, &mut store, ctx, "StatusUnreadable", &message).await?;
         Err::<Action, Error>(Error::HeldOnDeletion)
     };
@@ -391,6 +431,7 @@ async fn cleanup_unreadable(
         return Err(Error::TasksStopping);
     }
     ctx.poller.release(&owner_of(seq));
+    ctx.freshness.forget(seq.uid().as_deref());
     Ok(Action::await_change())
 }
 

@@ -133,6 +133,7 @@ pub async fn run(
         poller,
         metrics: metrics.clone(),
         default_poll_interval_seconds: settings.default_poll_interval_seconds,
+        freshness: Arc::default(),
     });
     let shutdown = ending(stop, lost.clone());
     let sequences = reconcile_sequences(

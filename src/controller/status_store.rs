@@ -9,6 +9,9 @@ use kube::Resource;
 use kube::api::{Api, PostParams, ResourceExt};
 use serde_json::Value;
 
+use std::sync::Arc;
+
+use super::freshness::Freshness;
 use super::{Error, FIELD_MANAGER};
 use crate::controller::conditions::{self, conditions, held};
 use crate::controller::sequence::{PinnedSpec, Sequence, SequenceStatus};
@@ -19,6 +22,8 @@ use sequencer_core::status::{RunStatus, StepPhase};
 pub struct KubeStore {
     api: Api<Sequence>,
     object: Sequence,
+    /// Told each written version and each conflict (see `freshness`).
+    freshness: Arc<Freshness>,
     /// The steps and their origin, written with the first status of the run.
     pub plan: Option<Value>,
     pub pinned: Option<PinnedSpec>,
@@ -26,10 +31,11 @@ pub struct KubeStore {
 }
 
 impl KubeStore {
-    pub fn new(api: Api<Sequence>, seq: &Sequence) -> Self {
+    pub fn new(api: Api<Sequence>, seq: &Sequence, freshness: Arc<Freshness>) -> Self {
         KubeStore {
             api,
             object: seq.clone(),
+            freshness,
             plan: None,
             pinned: None,
             spec_changed: None,
@@ -44,8 +50,21 @@ impl KubeStore {
     async fn write(&mut self, status: SequenceStatus) -> Result<(), Error> {
         let mut object = self.object.clone();
         object.status = Some(status);
-        self.object = replace_status_guarded(&self.api, object).await?;
-        Ok(())
+        let uid = object.meta().uid.clone();
+        match replace_status_guarded(&self.api, object).await {
+            Ok(stored) => {
+                self.freshness
+                    .saw(uid.as_deref(), stored.meta().resource_version.as_deref());
+                self.object = stored;
+                Ok(())
+            }
+            Err(e) => {
+                if matches!(e, Error::Conflict) {
+                    self.freshness.conflicted(uid.as_deref());
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Reports why the Sequence cannot run (condition Failed with `reason`); launches nothing.
@@ -216,7 +235,7 @@ mod tests {
         let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = kube::Client::new(service, "default");
         (
-            KubeStore::new(Api::namespaced(client, "etl"), &sequence()),
+            KubeStore::new(Api::namespaced(client, "etl"), &sequence(), Arc::default()),
             handle,
         )
     }

@@ -4,6 +4,7 @@
 
 pub mod apiserver;
 pub mod argocd;
+pub mod lagging_proxy;
 pub mod world;
 
 use std::io::{BufRead, BufReader, Read, Write};
