@@ -194,6 +194,11 @@ impl StatusStore for KubeStore {
 
     async fn save(&mut self, run: &RunStatus) -> Result<(), Error> {
         let status = self.status_for(run);
+        // Already stored as it is (the run differs only in what is never kept, such as a task's
+        // run tag): a write would change nothing but the resourceVersion.
+        if self.object.status.as_ref() == Some(&status) {
+            return Ok(());
+        }
         self.write(status).await
     }
 }
@@ -204,6 +209,7 @@ mod tests {
     use http::{Method, Request, Response};
     use kube::client::Body;
     use serde_json::json;
+    use std::time::Duration;
 
     use super::*;
     use crate::controller::sequence::SequenceSpec;
@@ -291,6 +297,42 @@ mod tests {
             matches!(result, Err(Error::Conflict)),
             "a 409 is a Conflict: {result:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn saving_what_is_already_stored_sends_nothing() {
+        let (mut store, mut handle) = mocked_store();
+        let run = RunStatus::new("run-1".into(), &Plan::new(vec![]));
+        let server = tokio::spawn(async move {
+            let (request, sent) = {
+                let (request, send) = handle.next_request().await.expect("a request");
+                let (parts, body) = request.into_parts();
+                let sent: serde_json::Value =
+                    serde_json::from_slice(&body.collect_bytes().await.unwrap()).unwrap();
+                let mut stored = sent.clone();
+                stored["metadata"]["resourceVersion"] = json!("43");
+                send.send_response(
+                    Response::builder()
+                        .status(200)
+                        .body(Body::from(serde_json::to_vec(&stored).unwrap()))
+                        .unwrap(),
+                );
+                (parts, sent)
+            };
+            let more =
+                tokio::time::timeout(Duration::from_millis(300), handle.next_request()).await;
+            (request.method.clone(), sent, more.is_ok())
+        });
+        store.save(&run).await.expect("the first write");
+        store.save(&run).await.expect("nothing to write");
+        let (method, sent, more) = server.await.unwrap();
+        assert_eq!(method, Method::PUT);
+        assert_eq!(sent["status"]["progress"], "0/0");
+        assert!(!more, "a second request for the same status");
+        // A change is written again.
+        let mut changed = run.clone();
+        changed.message = Some("changed".into());
+        assert_ne!(store.status_for(&changed), store.status_for(&run));
     }
 
     #[tokio::test]

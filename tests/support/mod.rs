@@ -5,6 +5,7 @@
 pub mod apiserver;
 pub mod argocd;
 pub mod lagging_proxy;
+pub mod lean_ecs;
 pub mod world;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,0 +1,345 @@
+//! A lean ECS endpoint for the scale benchmark: the AWS JSON 1.1 protocol over HTTP on 127.0.0.1,
+//! in memory, in the benchmark's own process, so that thousands of tasks measure the controller
+//! and not the stand-in (the moto-based emulator saturates a core at that scale). It serves what
+//! the controller calls: RunTask (clientToken idempotency as AWS documents it: the same token
+//! answers the same tasks), DescribeTasks (at most 100 ARNs, MISSING for unknown ones), ListTasks
+//! (by startedBy and desiredStatus), StopTask and DescribeTaskDefinition. Tasks of family `quick`
+//! stop with exit code 0 a second after launch; all others run until `release`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+const QUICK_SECONDS: f64 = 1.0;
+const ACCOUNT: &str = "123456789012";
+const REGION: &str = "us-east-1";
+
+#[derive(Clone)]
+pub struct LeanEcs {
+    pub endpoint: String,
+    state: Arc<Mutex<State>>,
+}
+
+/// One call as the benchmark counts it.
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub operation: String,
+    pub time: f64,
+    /// DescribeTasks: the ARNs asked for; RunTask: the startedBy.
+    pub arns: usize,
+    pub started_by: Option<String>,
+    /// RunTask: whether the token was new (a task was created).
+    pub created: bool,
+}
+
+#[derive(Default)]
+struct State {
+    tasks: HashMap<String, Task>,
+    by_token: HashMap<String, Vec<String>>,
+    calls: Vec<Call>,
+    /// ARN → when DescribeTasks last reported it.
+    described: HashMap<String, f64>,
+    next_id: u64,
+}
+
+#[derive(Clone)]
+struct Task {
+    arn: String,
+    cluster: String,
+    definition: String,
+    family: String,
+    started_by: Option<String>,
+    tags: Value,
+    created: f64,
+    stop: Option<(f64, i32, &'static str, String)>,
+}
+
+pub fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs_f64()
+}
+
+impl LeanEcs {
+    pub async fn start() -> LeanEcs {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the lean ECS");
+        let address = listener.local_addr().expect("address");
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = state.clone();
+        let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
+            let state = shared.clone();
+            async move { answer(&state, &headers, &body) }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        LeanEcs {
+            endpoint: format!("http://{address}"),
+            state,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.lock().calls.clone()
+    }
+
+    /// Tasks created so far.
+    pub fn task_count(&self) -> usize {
+        self.lock().tasks.len()
+    }
+
+    /// Stops every running task of `family` now, exit code 0; returns the time.
+    pub fn release(&self, family: &str) -> f64 {
+        let t = now();
+        let mut state = self.lock();
+        for task in state.tasks.values_mut() {
+            if task.family == family && task.stop.is_none() {
+                task.stop = Some((
+                    t,
+                    0,
+                    "EssentialContainerExited",
+                    "Essential container in task exited".into(),
+                ));
+            }
+        }
+        t
+    }
+
+    /// The running tasks of `family` not described since `since`.
+    pub fn undescribed_since(&self, family: &str, since: f64) -> usize {
+        let state = self.lock();
+        let t = now();
+        state
+            .tasks
+            .values()
+            .filter(|task| task.family == family && !task.stopped(t))
+            .filter(|task| state.described.get(&task.arn).is_none_or(|d| *d < since))
+            .count()
+    }
+}
+
+impl Task {
+    fn stopped(&self, t: f64) -> bool {
+        self.stop.as_ref().is_some_and(|(at, ..)| *at <= t)
+    }
+
+    fn to_json(&self, t: f64) -> Value {
+        let stopped = self.stop.as_ref().filter(|(at, ..)| *at <= t);
+        let mut container = json!({"name": "app", "lastStatus": if stopped.is_some() { "STOPPED" } else { "RUNNING" }});
+        let mut task = json!({
+            "taskArn": self.arn,
+            "clusterArn": format!("arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{}", self.cluster),
+            "taskDefinitionArn": format!("arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{}", self.definition),
+            "lastStatus": if stopped.is_some() { "STOPPED" } else { "RUNNING" },
+            "desiredStatus": if stopped.is_some() { "STOPPED" } else { "RUNNING" },
+            "launchType": "FARGATE",
+            "createdAt": self.created,
+            "startedAt": self.created,
+            "tags": self.tags,
+        });
+        if let Some(started_by) = &self.started_by {
+            task["startedBy"] = json!(started_by);
+        }
+        if let Some((at, exit, code, reason)) = stopped {
+            container["exitCode"] = json!(exit);
+            task["stoppedAt"] = json!(at);
+            task["stopCode"] = json!(code);
+            task["stoppedReason"] = json!(reason);
+        }
+        task["containers"] = json!([container]);
+        task
+    }
+}
+
+fn answer(state: &Mutex<State>, headers: &HeaderMap, body: &[u8]) -> Response {
+    let operation = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.rsplit('.').next())
+        .unwrap_or_default()
+        .to_owned();
+    let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let mut state = state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let t = now();
+    let result = match operation.as_str() {
+        "RunTask" => run_task(&mut state, &request, t),
+        "DescribeTasks" => Ok(describe_tasks(&mut state, &request, t)),
+        "ListTasks" => Ok(list_tasks(&mut state, &request, t)),
+        "StopTask" => stop_task(&mut state, &request, t),
+        "DescribeTaskDefinition" => Ok(describe_task_definition(&request)),
+        other => Err(format!("the lean ECS does not serve {other:?}")),
+    };
+    match result {
+        Ok(value) => (
+            [("content-type", "application/x-amz-json-1.1")],
+            value.to_string(),
+        )
+            .into_response(),
+        Err(message) => (
+            StatusCode::BAD_REQUEST,
+            [("content-type", "application/x-amz-json-1.1")],
+            json!({"__type": "InvalidParameterException", "message": message}).to_string(),
+        )
+            .into_response(),
+    }
+}
+
+fn string(request: &Value, key: &str) -> Option<String> {
+    request[key].as_str().map(str::to_owned)
+}
+
+fn run_task(state: &mut State, request: &Value, t: f64) -> Result<Value, String> {
+    let cluster = string(request, "cluster").unwrap_or_else(|| "default".into());
+    let definition = string(request, "taskDefinition").ok_or("taskDefinition is required")?;
+    let started_by = string(request, "startedBy");
+    let token = string(request, "clientToken");
+    let known = token.as_ref().and_then(|k| state.by_token.get(k)).cloned();
+    state.calls.push(Call {
+        operation: "RunTask".into(),
+        time: t,
+        arns: 0,
+        started_by: started_by.clone(),
+        created: known.is_none(),
+    });
+    let arns = match known {
+        Some(arns) => arns,
+        None => {
+            let count = request["count"].as_u64().unwrap_or(1).clamp(1, 10);
+            let family = definition.split(':').next().unwrap_or_default().to_owned();
+            let mut arns = Vec::new();
+            for _ in 0..count {
+                state.next_id += 1;
+                let arn = format!(
+                    "arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster}/{:032x}",
+                    state.next_id
+                );
+                let stop = (family == "quick").then(|| {
+                    (
+                        t + QUICK_SECONDS,
+                        0,
+                        "EssentialContainerExited",
+                        "Essential container in task exited".to_owned(),
+                    )
+                });
+                state.tasks.insert(
+                    arn.clone(),
+                    Task {
+                        arn: arn.clone(),
+                        cluster: cluster.clone(),
+                        definition: definition.clone(),
+                        family: family.clone(),
+                        started_by: started_by.clone(),
+                        tags: request["tags"].clone(),
+                        created: t,
+                        stop,
+                    },
+                );
+                arns.push(arn);
+            }
+            if let Some(token) = token {
+                state.by_token.insert(token, arns.clone());
+            }
+            arns
+        }
+    };
+    let tasks: Vec<Value> = arns
+        .iter()
+        .filter_map(|a| state.tasks.get(a))
+        .map(|task| task.to_json(t))
+        .collect();
+    Ok(json!({"tasks": tasks, "failures": []}))
+}
+
+fn describe_tasks(state: &mut State, request: &Value, t: f64) -> Value {
+    let arns: Vec<String> = request["tasks"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    state.calls.push(Call {
+        operation: "DescribeTasks".into(),
+        time: t,
+        arns: arns.len(),
+        started_by: None,
+        created: false,
+    });
+    let mut tasks = Vec::new();
+    let mut failures = Vec::new();
+    for arn in arns.iter().take(100) {
+        match state.tasks.get(arn) {
+            Some(task) => tasks.push(task.to_json(t)),
+            None => failures.push(json!({"arn": arn, "reason": "MISSING"})),
+        }
+        state.described.insert(arn.clone(), t);
+    }
+    json!({"tasks": tasks, "failures": failures})
+}
+
+fn list_tasks(state: &mut State, request: &Value, t: f64) -> Value {
+    let started_by = string(request, "startedBy");
+    let cluster = string(request, "cluster").unwrap_or_else(|| "default".into());
+    let want_stopped = request["desiredStatus"].as_str() == Some("STOPPED");
+    state.calls.push(Call {
+        operation: "ListTasks".into(),
+        time: t,
+        arns: 0,
+        started_by: started_by.clone(),
+        created: false,
+    });
+    let arns: Vec<&String> = state
+        .tasks
+        .values()
+        .filter(|task| task.cluster == cluster)
+        .filter(|task| started_by.is_none() || task.started_by == started_by)
+        .filter(|task| task.stopped(t) == want_stopped)
+        .map(|task| &task.arn)
+        .collect();
+    json!({"taskArns": arns})
+}
+
+fn stop_task(state: &mut State, request: &Value, t: f64) -> Result<Value, String> {
+    let arn = string(request, "task").ok_or("task is required")?;
+    state.calls.push(Call {
+        operation: "StopTask".into(),
+        time: t,
+        arns: 1,
+        started_by: None,
+        created: false,
+    });
+    let task = state
+        .tasks
+        .get_mut(&arn)
+        .ok_or("The referenced task was not found.")?;
+    if task.stop.is_none() {
+        let reason = string(request, "reason").unwrap_or_else(|| "Task stopped by user".into());
+        task.stop = Some((t, 143, "UserInitiated", reason));
+    }
+    Ok(json!({"task": task.to_json(t)}))
+}
+
+fn describe_task_definition(request: &Value) -> Value {
+    let definition = string(request, "taskDefinition").unwrap_or_default();
+    let family = definition.split(':').next().unwrap_or_default();
+    json!({"taskDefinition": {
+        "taskDefinitionArn": format!("arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{definition}"),
+        "family": family, "revision": 1,
+        "containerDefinitions": [{"name": "app", "essential": true}]
+    }})
+}
