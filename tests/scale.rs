@@ -41,7 +41,18 @@ struct Bench {
 impl Bench {
     fn controller(&self, name: &str) -> (Child, PathBuf) {
         let log = self.logs.path().join(format!("{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_sequencer"))
+        // SEQUENCER_SCALE_WRAP runs the controller under a profiler, e.g. "heaptrack -o /tmp/ht".
+        let wrap = std::env::var("SEQUENCER_SCALE_WRAP").unwrap_or_default();
+        let mut wrap = wrap.split_whitespace();
+        let mut command = match wrap.next() {
+            Some(program) => {
+                let mut command = Command::new(program);
+                command.args(wrap).arg(env!("CARGO_BIN_EXE_sequencer"));
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_sequencer")),
+        };
+        let child = command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", std::env::temp_dir())
@@ -253,11 +264,22 @@ async fn scale_benchmark() {
         })
         .await;
     let launched = started.elapsed().as_secs_f64();
+    // Recorded too: each launch's answer written to its Sequence, its task handed to the poller.
+    let mut watched = 0.0;
+    while watched < n as f64 {
+        assert!(
+            started.elapsed() < budget,
+            "only {watched} of {n} launches recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        watched = controller_metric(&log, "sequencer_running_tasks");
+    }
+    let recorded = started.elapsed().as_secs_f64();
     figure("Sequences", n.to_string());
     figure("created in", format!("{created:.1} s"));
     figure(
         "every first step launched after",
-        format!("{launched:.1} s"),
+        format!("{launched:.1} s (RunTask), {recorded:.1} s (recorded in .status and polled)"),
     );
 
     // Steady: every task running; two cycles to settle, three to count.
@@ -273,6 +295,17 @@ async fn scale_benchmark() {
     let arns_per_call =
         described.iter().map(|c| c.arns).sum::<usize>() as f64 / described.len().max(1) as f64;
     let unpolled = bench.ecs.undescribed_since(HELD, window_start);
+    let watched = controller_metric(&log, "sequencer_running_tasks");
+    if unpolled > 0 {
+        let offsets: Vec<String> = described
+            .iter()
+            .map(|c| format!("{:.1}s:{}", c.time - window_start, c.arns))
+            .collect();
+        println!(
+            "DescribeTasks in the window (offset:ARNs): {}",
+            offsets.join(" ")
+        );
+    }
     let (rss_now, _) = rss(pid);
     figure(
         "controller RSS while all run",
@@ -284,7 +317,7 @@ async fn scale_benchmark() {
     figure(
         "DescribeTasks per poll cycle",
         format!(
-            "{per_cycle:.1} ({arns_per_call:.1} ARNs each); running tasks not described in 3 cycles: {unpolled}"
+            "{per_cycle:.1} ({arns_per_call:.1} ARNs each); running tasks not described in 3 cycles: {unpolled}; the poller watches {watched}"
         ),
     );
     let run_tasks = calls.iter().filter(|c| c.operation == "RunTask").count();
@@ -324,29 +357,53 @@ async fn scale_benchmark() {
         format!("{cold:.1} s; RunTask {rerun}, ListTasks {relisted} after the restart"),
     );
 
-    // Release: each first step's task stops now; the second steps launch and finish.
-    let released = bench.ecs.release(HELD);
+    // Stops one at a time (two a second, for 20 s or half the Sequences) while the others run:
+    // from each stop to the RunTask of the step after it.
+    let sample = (n / 2).min(40);
+    let mut stops: BTreeMap<String, f64> = BTreeMap::new();
+    for _ in 0..sample {
+        for (started_by, at) in bench.ecs.release_some(HELD, 1) {
+            stops.insert(run_of(&started_by), at);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     bench
-        .wait("every second step launched", budget, || {
-            bench.ecs.task_count() >= 2 * n
+        .wait("the sampled second steps launched", budget, || {
+            bench.ecs.task_count() >= n + sample
         })
         .await;
     let mut latencies: Vec<f64> = bench
         .ecs
         .calls()
         .iter()
-        .filter(|c| c.operation == "RunTask" && c.created && c.time >= released)
-        .map(|c| c.time - released)
+        .filter(|c| c.operation == "RunTask" && c.created)
+        .filter_map(|c| {
+            let started_by = c.started_by.as_deref()?;
+            let stopped = stops.get(&run_of(started_by))?;
+            (c.time > *stopped).then(|| c.time - stopped)
+        })
         .collect();
     latencies.sort_by(f64::total_cmp);
     figure(
         "stop -> next RunTask",
         format!(
-            "p50 {:.2} s, p99 {:.2} s (poll interval {} s)",
+            "p50 {:.2} s, p99 {:.2} s over {} stops while the rest run (poll interval {} s)",
             percentile(&latencies, 0.5),
             percentile(&latencies, 0.99),
+            latencies.len(),
             bench.poll
         ),
+    );
+    // Then every other task stops at once: the burst of second steps, at the pace ECS accepts.
+    let released = bench.ecs.release(HELD);
+    bench
+        .wait("every second step launched", budget, || {
+            bench.ecs.task_count() >= 2 * n
+        })
+        .await;
+    figure(
+        "the rest released at once: every second step launched after",
+        format!("{:.1} s", now() - released),
     );
     let start_done = Instant::now();
     loop {
@@ -440,6 +497,11 @@ async fn scale_benchmark() {
     );
     assert_eq!(rerun, 0, "no RunTask for a launched step after the restart");
     assert_eq!(unpolled, 0, "every running task is described each cycle");
+    assert_eq!(
+        latencies.len(),
+        sample,
+        "each sampled stop led to one launch"
+    );
     assert!(
         per_cycle <= (n.div_ceil(100) + 1) as f64,
         "{per_cycle} DescribeTasks per cycle for {n} tasks"
@@ -465,6 +527,15 @@ async fn scale_benchmark() {
     if quick {
         println!("(quick mode: SEQUENCER_SCALE_N=1000 for the figures README reports)");
     }
+}
+
+/// The run a startedBy names (`<label>-<run hash>-<step>-<attempt>`): its label and run hash.
+fn run_of(started_by: &str) -> String {
+    started_by
+        .splitn(3, '-')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 fn released_elapsed(released: f64) -> f64 {

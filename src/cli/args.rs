@@ -147,6 +147,10 @@ pub struct ControllerArgs {
     #[arg(long, env = "SEQUENCER_KUBE_BURST", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub kube_burst: u32,
+    /// Sequences reconciled at the same time, at most (the others wait their turn in the queue).
+    #[arg(long, env = "SEQUENCER_MAX_CONCURRENT_RECONCILES", default_value_t = 64,
+          value_parser = clap::value_parser!(u16).range(1..=10000))]
+    pub max_concurrent_reconciles: u16,
     /// ECS calls waiting for an answer at one time, per region.
     #[arg(long, env = "SEQUENCER_ECS_MAX_IN_FLIGHT", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..=1000))]

@@ -227,6 +227,7 @@ async fn controller(args: ControllerArgs) -> Exit {
         http_address: args.http_address,
         leader_election,
         default_poll_interval_seconds: args.poll_interval,
+        max_concurrent_reconciles: args.max_concurrent_reconciles,
     };
     let ecs_limits = crate::ecs::limits::CallLimitSettings {
         per_second: f64::from(args.ecs_calls_per_second),

@@ -117,7 +117,8 @@ async fn latest(
     let api: Api<GuardedSequence> =
         Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
     match api.get_opt(&cached.name_any()).await? {
-        Some(stored) if stored.uid() == uid => {
+        Some(mut stored) if stored.uid() == uid => {
+            super::run::slim(&mut stored);
             tracing::debug!(
                 cached = cached.resource_version(),
                 stored = stored.resource_version(),

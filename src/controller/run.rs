@@ -10,7 +10,7 @@ use kube::Client;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter as EventReporter};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use tokio::sync::watch;
 
 use super::{Context, FIELD_MANAGER, error_policy, reconcile};
@@ -40,6 +40,8 @@ pub struct Settings {
     pub leader_election: Option<LeaseConfig>,
     /// Seconds between two looks at a task, for Sequences without `spec.pollIntervalSeconds`.
     pub default_poll_interval_seconds: u64,
+    /// Sequences reconciled at the same time, at most.
+    pub max_concurrent_reconciles: u16,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,8 +138,10 @@ pub async fn run(
         freshness: Arc::default(),
     });
     let shutdown = ending(stop, lost.clone());
+    let concurrency = settings.max_concurrent_reconciles;
     let sequences = reconcile_sequences(
         ctx,
+        concurrency,
         settings.namespace.as_deref(),
         &settings.shard,
         &health,
@@ -207,6 +211,7 @@ async fn serve_until_signalled(
 /// reconciles finish first. Ready once the watch has synced.
 async fn reconcile_sequences(
     ctx: Arc<Context>,
+    concurrency: u16,
     namespace: Option<&str>,
     shard: &Shard,
     health: &Arc<Health>,
@@ -225,7 +230,14 @@ async fn reconcile_sequences(
         Some(selector) => config.labels(&selector),
         None => config,
     };
-    let controller = Controller::new(sequences, config);
+    // The cache keeps each Sequence without what the controller never reads (see `slim`).
+    let (reader, writer) = reflector::store();
+    let watch = watcher(sequences, config)
+        .default_backoff()
+        .modify(slim)
+        .reflect(writer)
+        .applied_objects();
+    let controller = Controller::for_stream(watch, reader);
     let store = controller.store();
     let ready = health.clone();
     tokio::spawn(async move {
@@ -247,7 +259,10 @@ async fn reconcile_sequences(
         }
     });
     let wakes = woken.stream();
+    // Bounded: a restart or a burst of creations queues Sequences instead of holding every one
+    // of them in memory mid-reconcile at once (the API and ECS paces bound the work anyway).
     controller
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .reconcile_on(wakes)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -258,6 +273,23 @@ async fn reconcile_sequences(
         })
         .await;
 }
+
+/// Drops from a cached Sequence what the controller never reads and the API server keeps anyway:
+/// the managed fields and kubectl's copy of the last applied object (as large as the spec again).
+/// Status writes go through the status subresource, which ignores metadata, so nothing dropped
+/// here is ever written back.
+pub(crate) fn slim<K: kube::Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = &mut meta.annotations {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Watches ScheduledSequences and the Sequences they own, and reconciles them until `shutdown`.
 /// Without the ScheduledSequence CRD (an install from before it existed) schedules are off and
@@ -317,5 +349,46 @@ async fn ending(stop: watch::Receiver<bool>, lost: watch::Receiver<bool>) {
     tokio::select! {
         _ = stopped(stop) => {}
         _ = stopped(lost) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slim_sequence_keeps_all_but_managed_fields_and_the_last_applied_copy() {
+        let mut seq: Sequence = serde_json::from_value(serde_json::json!({
+            "apiVersion": "sequencer.dev/v1alpha1", "kind": "Sequence",
+            "metadata": {"name": "n", "namespace": "d", "resourceVersion": "7",
+                "finalizers": ["sequencer.dev/stop-tasks"], "labels": {"team": "a"},
+                "annotations": {LAST_APPLIED: "{\"a huge\": \"copy\"}", "note": "kept"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
+            "spec": {"steps": []}
+        }))
+        .unwrap();
+        let before = seq.clone();
+        slim(&mut seq);
+        assert_eq!(seq.metadata.managed_fields, None);
+        let annotations = seq.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(annotations.len(), 1);
+        assert_eq!(annotations.get("note").map(String::as_str), Some("kept"));
+        assert_eq!(seq.metadata.finalizers, before.metadata.finalizers);
+        assert_eq!(seq.metadata.labels, before.metadata.labels);
+        assert_eq!(
+            seq.metadata.resource_version,
+            before.metadata.resource_version
+        );
+        assert_eq!(seq.spec, before.spec);
+
+        let mut only_last_applied = before;
+        only_last_applied
+            .metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .remove("note");
+        slim(&mut only_last_applied);
+        assert_eq!(only_last_applied.metadata.annotations, None);
     }
 }

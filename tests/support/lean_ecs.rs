@@ -117,6 +117,29 @@ impl LeanEcs {
         t
     }
 
+    /// Stops up to `count` running tasks of `family` now, exit code 0; returns their startedBy
+    /// and the time.
+    pub fn release_some(&self, family: &str, count: usize) -> Vec<(String, f64)> {
+        let t = now();
+        let mut state = self.lock();
+        let mut released = Vec::new();
+        for task in state.tasks.values_mut() {
+            if released.len() == count {
+                break;
+            }
+            if task.family == family && task.stop.is_none() {
+                task.stop = Some((
+                    t,
+                    0,
+                    "EssentialContainerExited",
+                    "Essential container in task exited".into(),
+                ));
+                released.push((task.started_by.clone().unwrap_or_default(), t));
+            }
+        }
+        released
+    }
+
     /// The running tasks of `family` not described since `since`.
     pub fn undescribed_since(&self, family: &str, since: f64) -> usize {
         let state = self.lock();
