@@ -41,8 +41,11 @@ struct Bench {
 impl Bench {
     fn controller(&self, name: &str) -> (Child, PathBuf) {
         let log = self.logs.path().join(format!("{name}.log"));
-        // SEQUENCER_SCALE_WRAP runs the controller under a profiler, e.g. "heaptrack -o /tmp/ht".
-        let wrap = std::env::var("SEQUENCER_SCALE_WRAP").unwrap_or_default();
+        // SEQUENCER_SCALE_WRAP runs the controller under a profiler, `{name}` replaced by the
+        // controller's name: "heaptrack -o /tmp/ht/{name}" profiles each in a file of its own.
+        let wrap = std::env::var("SEQUENCER_SCALE_WRAP")
+            .unwrap_or_default()
+            .replace("{name}", name);
         let mut wrap = wrap.split_whitespace();
         let mut command = match wrap.next() {
             Some(program) => {
@@ -52,6 +55,8 @@ impl Bench {
             }
             None => Command::new(env!("CARGO_BIN_EXE_sequencer")),
         };
+        // A group of its own: a SIGKILL reaches the controller under a wrapper too.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let child = command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -181,8 +186,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[index.min(sorted.len() - 1)]
 }
 
+/// SIGKILL to the controller's process group (the controller, and a profiler wrapping it).
 fn sigkill(child: &mut Child) {
-    let _ = child.kill();
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .status();
     let _ = child.wait();
 }
 
