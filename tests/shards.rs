@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use sequencer::controller::sequence::Sequence;
 use serde_json::json;
 use support::world::*;
@@ -46,14 +46,7 @@ async fn create(world: &World, name: &str, label: Option<&str>) {
     let object = json!({"apiVersion": "sequencer.dev/v1alpha1", "kind": "Sequence",
         "metadata": {"name": name, "labels": labels},
         "spec": {"steps": [step("only", "quick")], "pollIntervalSeconds": 1}});
-    world
-        .sequences()
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(object).unwrap(),
-        )
-        .await
-        .expect("create");
+    world.create_object(object).await;
 }
 
 /// The shard that must own a Sequence: its name's prefix.

@@ -96,6 +96,11 @@ impl World {
     pub async fn create(&self, name: &str, steps: Value) {
         let object = json!({"apiVersion": "sequencer.dev/v1alpha1", "kind": "Sequence", "metadata": {"name": name},
                             "spec": {"steps": steps, "pollIntervalSeconds": 1}});
+        self.create_object(object).await;
+    }
+
+    /// Creates the Sequence `object` (JSON) in `default`.
+    pub async fn create_object(&self, object: Value) {
         self.sequences()
             .create(
                 &PostParams::default(),
