@@ -105,13 +105,19 @@ async fn sequences_complete_or_fail_and_deletion_stops_the_running_task() {
     let status = done.status.unwrap();
     assert_eq!(status.phase.as_deref(), Some("Succeeded"));
     assert_eq!(status.progress.as_deref(), Some("3/3"));
-    let run = status.run.clone().unwrap();
+    let run = status.run.clone().unwrap().to_value();
     for s in run["steps"].as_array().unwrap() {
         assert_eq!(s["phase"], "Succeeded");
         assert_eq!(s["attempts"][0]["tasks"][0]["containers"][0]["exitCode"], 0);
     }
     assert_eq!(
-        status.plan.as_ref().and_then(Value::as_array).map(Vec::len),
+        status
+            .plan
+            .as_ref()
+            .map(|p| p.to_value())
+            .as_ref()
+            .and_then(Value::as_array)
+            .map(Vec::len),
         Some(3),
         "the plan is pinned in .status"
     );
@@ -154,7 +160,7 @@ async fn sequences_complete_or_fail_and_deletion_stops_the_running_task() {
         condition.message.contains("container app exited with 3"),
         "{condition:?}"
     );
-    let run = status.run.unwrap();
+    let run = status.run.unwrap().to_value();
     assert_eq!(
         run["steps"][2]["phase"], "Pending",
         "step three never launched"
@@ -350,6 +356,7 @@ async fn suspend_holds_the_run_and_the_run_deadline_stops_it() {
             done.status
                 .unwrap()
                 .plan
+                .map(|p| p.to_value())
                 .as_ref()
                 .and_then(Value::as_array)
                 .map(Vec::len),
@@ -466,7 +473,11 @@ async fn an_unreadable_status_is_held_never_overwritten_or_restarted() {
     let start = Instant::now();
     let run = loop {
         let seq = api.get("future").await.unwrap();
-        let run = seq.status.and_then(|s| s.run).unwrap_or_default();
+        let run = seq
+            .status
+            .and_then(|s| s.run)
+            .map(|r| r.to_value())
+            .unwrap_or_default();
         if run["steps"][0]["attempts"][0]["tasks"][0]["taskArn"].is_string() {
             break run;
         }
@@ -495,7 +506,7 @@ async fn an_unreadable_status_is_held_never_overwritten_or_restarted() {
             && condition.message.contains("Adopting"),
         "{condition:?}"
     );
-    let kept = status.run.clone().unwrap();
+    let kept = status.run.clone().unwrap().to_value();
     assert_eq!(
         kept["steps"][0]["attempts"][0]["phase"], "Adopting",
         "{kept}"
@@ -515,7 +526,7 @@ async fn an_unreadable_status_is_held_never_overwritten_or_restarted() {
     );
     let still = api.get("future").await.unwrap().status.unwrap();
     assert_eq!(
-        still.run.unwrap()["steps"][0]["attempts"][0]["phase"],
+        still.run.unwrap().to_value()["steps"][0]["attempts"][0]["phase"],
         "Adopting"
     );
 
@@ -650,7 +661,11 @@ async fn deleting_a_sequence_with_an_unreadable_run_stops_its_tasks_first() {
     let start = Instant::now();
     let (run, arn) = loop {
         let seq = api.get("orphan").await.unwrap();
-        let run = seq.status.and_then(|s| s.run).unwrap_or_default();
+        let run = seq
+            .status
+            .and_then(|s| s.run)
+            .map(|r| r.to_value())
+            .unwrap_or_default();
         if let Some(arn) = run["steps"][0]["attempts"][0]["tasks"][0]["taskArn"].as_str() {
             break (run.clone(), arn.to_owned());
         }

@@ -50,7 +50,7 @@ async fn an_early_missing_served_after_a_throttled_minute_is_not_a_lost_task() {
     let done = world
         .wait_condition("early", "Complete", Duration::from_secs(300))
         .await;
-    let run = done.status.unwrap().run.unwrap();
+    let run = done.status.unwrap().run.unwrap().to_value();
     assert_eq!(
         run["steps"][0]["attempts"].as_array().map_or(0, Vec::len),
         1,
@@ -90,7 +90,7 @@ async fn a_launch_looked_up_while_listtasks_lags_is_reissued_with_the_same_token
     let done = world
         .wait_condition("lagging", "Complete", Duration::from_secs(180))
         .await;
-    let run = done.status.unwrap().run.unwrap();
+    let run = done.status.unwrap().run.unwrap().to_value();
     assert_eq!(
         run["steps"][0]["attempts"].as_array().map_or(0, Vec::len),
         1,

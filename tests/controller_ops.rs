@@ -65,7 +65,8 @@ fn recorded_arns(seq: &sequencer::controller::sequence::Sequence) -> Vec<String>
     let run = seq
         .status
         .as_ref()
-        .and_then(|s| s.run.clone())
+        .and_then(|s| s.run.as_ref())
+        .map(|r| r.to_value())
         .unwrap_or_default();
     let mut arns = Vec::new();
     for step in run["steps"].as_array().cloned().unwrap_or_default() {

@@ -438,7 +438,8 @@ async fn the_controller_puts_the_lines_in_status_events_and_condition_and_report
         .wait_condition("nightly", "Failed", Duration::from_secs(60))
         .await;
     let status = seq.status.clone().unwrap_or_default();
-    let tail = &status.run.as_ref().expect("run")["steps"][0]["attempts"][0]["logTail"]["tails"][0];
+    let run = status.run.as_ref().expect("run").to_value();
+    let tail = &run["steps"][0]["attempts"][0]["logTail"]["tails"][0];
     assert_eq!(
         tail["lines"].as_array().map(Vec::len),
         Some(20),
@@ -506,7 +507,7 @@ async fn the_controller_puts_the_lines_in_status_events_and_condition_and_report
         let seq = world
             .wait_condition(name, "Failed", Duration::from_secs(60))
             .await;
-        let run = seq.status.and_then(|s| s.run).expect("run");
+        let run = seq.status.and_then(|s| s.run).expect("run").to_value();
         let tail = &run["steps"][0]["attempts"][0]["logTail"]["tails"][0];
         assert_eq!(tail["unavailable"], "AccessDenied", "{tail}");
         assert_eq!(

@@ -121,7 +121,7 @@ async fn read_run(args: &LogsArgs) -> Result<(RunStatus, Option<String>), Exit> 
             format!("Sequence {namespace}/{} has not started a run", args.run),
         )
     })?;
-    let run: RunStatus = serde_json::from_value(run).map_err(|e| {
+    let run: RunStatus = run.parse().map_err(|e| {
         fail(
             Exit::InvalidInput,
             format!(

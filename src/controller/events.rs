@@ -5,11 +5,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use kube::runtime::events::{Event as KubeEvent, EventType};
 use sequencer_core::event::{Description, RunEvent};
 use sequencer_core::plan::Plan;
 use sequencer_core::status::RunStatus;
 
+use super::event_recorder::EventRecorder;
 use super::metrics::{Metrics, PhaseLabel};
 use crate::drive::EventSink;
 
@@ -35,7 +36,7 @@ impl<'a> EventCollector<'a> {
         }
     }
 
-    pub async fn publish_all(self, recorder: &Recorder, reference: &ObjectReference) {
+    pub async fn publish_all(self, recorder: &EventRecorder, reference: &ObjectReference) {
         for (type_, reason, action, note) in self.events {
             publish_as(recorder, reference, type_, &reason, &action, &note).await;
         }
@@ -143,9 +144,8 @@ fn log(d: &Description) {
     }
 }
 
-/// The Event's action: which step and attempt it is about. The Recorder folds an Event into an
-/// earlier one of the same reason and action (a series, keeping the first note), so without the
-/// step in the action, step 2's "started" and "succeeded" would only count up step 1's Events.
+/// The Event's action: which step and attempt it is about, so `kubectl get events` can sort and
+/// filter by it.
 fn action(d: &Description) -> String {
     match (&d.step, d.attempt) {
         (Some((step, _)), Some(attempt)) => format!("Step{}Attempt{attempt}", step + 1),
@@ -156,7 +156,7 @@ fn action(d: &Description) -> String {
 
 /// Publishes one Event about the whole Sequence; a failure to publish is logged, never fatal.
 pub async fn publish(
-    recorder: &Recorder,
+    recorder: &EventRecorder,
     reference: &ObjectReference,
     type_: EventType,
     reason: &str,
@@ -166,7 +166,7 @@ pub async fn publish(
 }
 
 async fn publish_as(
-    recorder: &Recorder,
+    recorder: &EventRecorder,
     reference: &ObjectReference,
     type_: EventType,
     reason: &str,
@@ -181,7 +181,7 @@ async fn publish_as(
         secondary: None,
     };
     if let Err(e) = recorder.publish(&event, reference).await {
-        tracing::warn!(error = %e, "could not publish an event");
+        tracing::warn!(error = %e, reason, "could not publish an event");
     }
 }
 

@@ -57,6 +57,7 @@ pub struct Metrics {
     pub running_tasks: Gauge,
     pub foreign_tasks_ignored: Counter,
     pub stale_cache_reads: Counter,
+    pub events: Family<OutcomeLabel, Counter>,
     pub leader: Gauge,
     encode_lock: Mutex<()>,
 }
@@ -153,6 +154,12 @@ impl Metrics {
             "Sequences read fresh from the API server because the watch cache had not caught up with this controller's own write",
             stale_cache_reads.clone(),
         );
+        let events = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "events",
+            "Kubernetes Events published, by outcome: created, repeated (counted in the series of the same Event published within 6 minutes), failed",
+            events.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -168,6 +175,7 @@ impl Metrics {
             running_tasks,
             foreign_tasks_ignored,
             stale_cache_reads,
+            events,
             leader,
             encode_lock: Mutex::new(()),
         }

@@ -17,8 +17,10 @@
 
 pub mod conditions;
 mod error;
+pub mod event_recorder;
 mod events;
 mod freshness;
+pub mod json_text;
 pub mod kube_client;
 pub mod leader;
 pub mod metrics;
@@ -38,7 +40,6 @@ pub mod wake_queue;
 use std::sync::Arc;
 
 use kube::Client;
-use kube::runtime::events::Recorder;
 
 pub use error::Error;
 use reconcile::{error_policy, reconcile};
@@ -54,7 +55,7 @@ pub const FIELD_MANAGER: &str = "sequencer-controller";
 pub struct Context {
     pub client: Client,
     pub aws: Arc<AwsClients>,
-    pub recorder: Recorder,
+    pub recorder: event_recorder::EventRecorder,
     pub poller: Arc<Poller>,
     pub metrics: Arc<Metrics>,
     /// For Sequences without `spec.pollIntervalSeconds`.

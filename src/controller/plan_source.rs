@@ -47,9 +47,9 @@ pub async fn resolve(
 ) -> Result<Resolved, Refusal> {
     let status = seq.status.as_ref();
     let digest = spec_digest(&seq.spec);
-    let (steps, pinned, spec_changed) = match status.and_then(|s| s.plan.clone()) {
+    let (steps, pinned, spec_changed) = match status.and_then(|s| s.plan.as_ref()) {
         Some(plan) => {
-            let steps: Vec<PlannedStep> = serde_json::from_value(plan).map_err(|e| {
+            let steps: Vec<PlannedStep> = plan.parse().map_err(|e| {
                 Refusal::new("InvalidStatus", format!("status.plan cannot be read: {e}"))
             })?;
             let pinned = status

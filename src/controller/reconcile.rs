@@ -21,6 +21,7 @@ use tracing::Instrument;
 
 use super::conditions::SPEC_CHANGED;
 use super::events::{EventCollector, publish};
+use super::json_text::JsonText;
 use super::metrics::KindLabel;
 use super::plan_source::{Resolved, resolve};
 use super::poller::{ClusterKey, Owner, PolledEcs};
@@ -248,7 +249,7 @@ async fn stored_or_new_run(
 ) -> Result<Option<RunStatus>, Error> {
     let started = seq.status.as_ref().is_some_and(|s| s.plan.is_some());
     if !started {
-        store.plan = serde_json::to_value(&resolved.plan.steps).ok();
+        store.plan = JsonText::of(&resolved.plan.steps);
         store.pinned = Some(resolved.pinned.clone());
     }
     store.spec_changed = resolved.spec_changed.clone();
@@ -381,10 +382,10 @@ async fn cleanup_unreadable(
         Err::<Action, Error>(Error::HeldOnDeletion)
     };
     let status = seq.status.as_ref();
-    let Some(plan) = status.and_then(|s| s.plan.clone()) else {
+    let Some(plan) = status.and_then(|s| s.plan.as_ref()) else {
         return hold_with("no plan is pinned".into()).await;
     };
-    let steps: Vec<PlannedStep> = match serde_json::from_value(plan) {
+    let steps: Vec<PlannedStep> = match plan.parse() {
         Ok(steps) => steps,
         Err(e) => return hold_with(format!("status.plan cannot be read either ({e})")).await,
     };
@@ -438,6 +439,6 @@ async fn cleanup_unreadable(
 
 /// The run kept in `.status.run`, if the run has started.
 fn stored_run(seq: &Sequence) -> Option<Result<RunStatus, serde_json::Error>> {
-    let run = seq.status.as_ref()?.run.clone()?;
-    Some(serde_json::from_value(run))
+    let run = seq.status.as_ref()?.run.as_ref()?;
+    Some(run.parse())
 }

@@ -9,10 +9,11 @@ use futures::StreamExt;
 use kube::Client;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Controller;
-use kube::runtime::events::{Recorder, Reporter as EventReporter};
+use kube::runtime::events::Reporter as EventReporter;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use tokio::sync::watch;
 
+use super::event_recorder::EventRecorder;
 use super::{Context, FIELD_MANAGER, error_policy, reconcile};
 use crate::controller::leader::{LeaderElector, LeaseConfig};
 use crate::controller::metrics::Metrics;
@@ -111,12 +112,13 @@ pub async fn run(
             .clone()
             .run(aws.clone(), ending(stop.clone(), lost.clone())),
     );
-    let recorder = Recorder::new(
+    let recorder = EventRecorder::new(
         client.clone(),
         EventReporter {
             controller: FIELD_MANAGER.into(),
             instance: settings.instance.clone(),
         },
+        metrics.clone(),
     );
     let schedules = reconcile_schedules(
         Arc::new(ScheduleContext {

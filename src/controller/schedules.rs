@@ -24,6 +24,7 @@ use sequencer_core::schedule::{
 };
 use serde_json::json;
 
+use super::event_recorder::EventRecorder;
 use super::events::publish;
 use super::metrics::Metrics;
 use super::scheduled_sequence::{
@@ -33,7 +34,6 @@ use super::sequence::{Sequence, SequenceSpec};
 use super::shard::SHARD_LABEL;
 use super::undecodable::GuardedSequence;
 use super::{Error, FIELD_MANAGER};
-use kube::runtime::events::Recorder;
 
 /// The label on each run naming its ScheduledSequence.
 pub const SCHEDULED_BY: &str = "sequencer.dev/scheduled-sequence";
@@ -51,7 +51,7 @@ pub const MANUAL: &str = "sequencer.dev/manual";
 
 pub struct ScheduleContext {
     pub client: Client,
-    pub recorder: Recorder,
+    pub recorder: EventRecorder,
     pub metrics: Arc<Metrics>,
 }
 
@@ -349,6 +349,13 @@ fn run_of(run: &GuardedSequence) -> Run {
     }
 }
 
+/// The one field of a stored run that schedules look at.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RunEnd {
+    completion_time: Option<Timestamp>,
+}
+
 /// When the newest successful run finished.
 fn last_success(runs: &[GuardedSequence]) -> Option<Timestamp> {
     runs.iter()
@@ -358,9 +365,8 @@ fn last_success(runs: &[GuardedSequence]) -> Option<Timestamp> {
             r.status
                 .as_ref()
                 .and_then(|s| s.run.as_ref())
-                .and_then(|run| run.get("completionTime"))
-                .and_then(|t| t.as_str())
-                .and_then(|t| t.parse::<Timestamp>().ok())
+                .and_then(|run| run.parse::<RunEnd>().ok())
+                .and_then(|run| run.completion_time)
         })
         .max()
 }

@@ -11,6 +11,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::json_text::JsonText;
+
 use sequencer_core::plan::PlannedStep;
 use sequencer_core::step::StepDefinition;
 
@@ -107,11 +109,11 @@ pub struct SequenceStatus {
     /// The run itself: plan digest, steps, attempts, tasks, exit codes (see the CLI's state file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "opaque_object")]
-    pub run: Option<Value>,
+    pub run: Option<JsonText>,
     /// The steps as pinned when the run started; a later edit of the spec does not change them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "opaque_list")]
-    pub plan: Option<Value>,
+    pub plan: Option<JsonText>,
     /// Where the pinned plan came from, and the spec it was resolved from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinned: Option<PinnedSpec>,

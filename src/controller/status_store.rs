@@ -7,11 +7,11 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Resource;
 use kube::api::{Api, PostParams, ResourceExt};
-use serde_json::Value;
 
 use std::sync::Arc;
 
 use super::freshness::Freshness;
+use super::json_text::JsonText;
 use super::{Error, FIELD_MANAGER};
 use crate::controller::conditions::{self, conditions, held};
 use crate::controller::sequence::{PinnedSpec, Sequence, SequenceStatus};
@@ -25,7 +25,7 @@ pub struct KubeStore {
     /// Told each written version and each conflict (see `freshness`).
     freshness: Arc<Freshness>,
     /// The steps and their origin, written with the first status of the run.
-    pub plan: Option<Value>,
+    pub plan: Option<JsonText>,
     pub pinned: Option<PinnedSpec>,
     pub spec_changed: Option<String>,
 }
@@ -124,7 +124,7 @@ impl KubeStore {
             progress: Some(format!("{done}/{}", run.total_steps)),
             current_step_name,
             observed_generation: self.object.meta().generation,
-            run: serde_json::to_value(run).ok(),
+            run: JsonText::of(run),
             plan: self.plan.clone().or(previous.plan),
             pinned: self.pinned.clone().or(previous.pinned),
             conditions: conditions(&previous.conditions, run, &ctx, Timestamp::now()),
