@@ -3,6 +3,8 @@
 # test kube-apiserver and the lean ECS endpoint, the controller built in release mode. Prints the
 # figures (README's "Scale") and writes them as JSON to target/scale-N.json.
 # Extra controller flags: SEQUENCER_SCALE_ARGS="--kube-qps 200 --kube-burst 400" benches/scale.sh
+# Push updates (stops arrive as ECS task state change events through a queue, polled every 30 s
+# as the safety net): SEQUENCER_SCALE_PUSH=1 benches/scale.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n="${1:-1000}"

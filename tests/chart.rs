@@ -214,6 +214,8 @@ fn the_values_schema_and_the_chart_refuse_what_cannot_work() {
     assert!(error.contains("shards"), "{error}");
     let error = render(json!({"sharding": {"shards": ["a", "a"]}})).unwrap_err();
     assert!(error.contains("shards"), "{error}");
+    let error = render(json!({"taskEvents": {"queueUrl": "ecs-events"}})).unwrap_err();
+    assert!(error.contains("queueUrl"), "{error}");
     let error = render(json!({"replicaCount": 2})).unwrap_err();
     assert!(
         error.contains("replicaCount > 1 needs leaderElection.enabled: true"),
@@ -287,7 +289,10 @@ async fn every_rendered_manifest_is_accepted_by_the_api_server() {
         "serviceMonitor": {"enabled": true, "labels": {"release": "prometheus"}},
         "nodeSelector": {"kubernetes.io/os": "linux"},
         "podAnnotations": {"example.com/team": "data"},
-        "sharding": {"shards": ["a", "b"]}
+        "sharding": {"shards": ["a", "b"]},
+        "taskEvents": {"queueUrl": "https://sqs.eu-west-1.amazonaws.com/123456789012/default-events",
+                       "shardQueueUrls": {"a": "https://sqs.eu-west-1.amazonaws.com/123456789012/a-events"},
+                       "pollIntervalSeconds": 90}
     }))
     .unwrap();
     let args = &find(&custom, "Deployment", "sequencer-controller")["spec"]["template"]["spec"]["containers"]
@@ -320,17 +325,38 @@ async fn every_rendered_manifest_is_accepted_by_the_api_server() {
 
     // Sharded: one Deployment (and PDB) per shard, with pod selectors that never overlap, each
     // told its shard and every named shard; the metrics Service selects them all.
+    // Each with its own queue of task events, or none (shard b: it polls only).
     let shards = [
-        ("sequencer-controller", None),
-        ("sequencer-controller-a", Some("--shard=a")),
-        ("sequencer-controller-b", Some("--shard=b")),
+        ("sequencer-controller", None, Some("default-events")),
+        (
+            "sequencer-controller-a",
+            Some("--shard=a"),
+            Some("a-events"),
+        ),
+        ("sequencer-controller-b", Some("--shard=b"), None),
     ];
     let mut selectors = Vec::new();
-    for (name, flag) in shards {
+    for (name, flag, queue) in shards {
         let deployment = find(&custom, "Deployment", name);
         let args = &deployment["spec"]["template"]["spec"]["containers"][0]["args"];
         let has = |wanted: &str| args.as_array().unwrap().iter().any(|a| a == wanted);
         assert!(has("--shards=a,b"), "{name}: {args}");
+        let queue_flag = queue.map(|q| {
+            format!("--task-events-queue-url=https://sqs.eu-west-1.amazonaws.com/123456789012/{q}")
+        });
+        let queues: Vec<&Value> = args
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a.as_str().unwrap_or_default().starts_with("--task-events"))
+            .collect();
+        match &queue_flag {
+            Some(flag) => assert!(
+                has(flag) && has("--task-events-poll-interval=90") && queues.len() == 2,
+                "{name}: {args}"
+            ),
+            None => assert!(queues.is_empty(), "{name}: {args}"),
+        }
         assert_eq!(flag.is_some_and(has), flag.is_some(), "{name}: {args}");
         assert_eq!(
             args.as_array()
@@ -381,6 +407,7 @@ async fn every_rendered_manifest_is_accepted_by_the_api_server() {
     for (objects, name) in [
         (&defaults, "sequencer-controller"),
         (&custom, "sequencer-controller"),
+        (&custom, "sequencer-controller-a"),
         (&custom, "sequencer-controller-b"),
     ] {
         let container =

@@ -205,7 +205,10 @@ async fn scale_benchmark() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(40);
     let quick = std::env::var("SEQUENCER_SCALE_N").is_err();
-    let extra_args: Vec<String> = std::env::var("SEQUENCER_SCALE_ARGS")
+    // Push mode: stops arrive as ECS task state change events through a queue; the poll is
+    // the slow safety net, and its interval is the benchmark's cycle.
+    let push = std::env::var("SEQUENCER_SCALE_PUSH").is_ok_and(|v| v == "1");
+    let mut extra_args: Vec<String> = std::env::var("SEQUENCER_SCALE_ARGS")
         .unwrap_or_default()
         .split_whitespace()
         .map(str::to_owned)
@@ -213,11 +216,24 @@ async fn scale_benchmark() {
     let server = KubeServer::start();
     let client = server.client().await;
     support::apiserver::install_crd(&client, &sequencer::controller::sequence::crd()).await;
+    let ecs = LeanEcs::start().await;
+    let poll = if push {
+        ecs.push();
+        extra_args.extend([
+            "--task-events-queue-url".into(),
+            ecs.queue_url(),
+            "--task-events-poll-interval".into(),
+            PUSH_SAFETY_POLL.to_string(),
+        ]);
+        PUSH_SAFETY_POLL as f64
+    } else {
+        5.0
+    };
     let bench = Bench {
-        poll: 5.0,
+        poll,
         server,
         client,
-        ecs: LeanEcs::start().await,
+        ecs,
         logs: tempfile::tempdir().expect("temp dir"),
         extra_args,
     };
@@ -392,14 +408,18 @@ async fn scale_benchmark() {
         })
         .collect();
     latencies.sort_by(f64::total_cmp);
+    let how = if push {
+        format!("pushed events, safety poll every {} s", bench.poll)
+    } else {
+        format!("poll interval {} s", bench.poll)
+    };
     figure(
         "stop -> next RunTask",
         format!(
-            "p50 {:.2} s, p99 {:.2} s over {} stops while the rest run (poll interval {} s)",
+            "p50 {:.2} s, p99 {:.2} s over {} stops while the rest run ({how})",
             percentile(&latencies, 0.5),
             percentile(&latencies, 0.99),
             latencies.len(),
-            bench.poll
         ),
     );
     // Then every other task stops at once: the burst of second steps, at the pace ECS accepts.
@@ -487,6 +507,13 @@ async fn scale_benchmark() {
         ),
     );
     figure("stale cache reads", format!("{stale_reads}"));
+    if push {
+        let (received, deleted) = bench.ecs.messages();
+        figure(
+            "task state change messages",
+            format!("{received} received, {deleted} deleted"),
+        );
+    }
     let first_phase_writes = delta(&writes_before_restart, &before, "sequences", true) - n as f64;
     sigkill(&mut controller);
 
@@ -536,6 +563,9 @@ async fn scale_benchmark() {
         println!("(quick mode: SEQUENCER_SCALE_N=1000 for the figures README reports)");
     }
 }
+
+/// The safety-net poll interval in push mode, in seconds.
+const PUSH_SAFETY_POLL: u64 = 30;
 
 /// The run a startedBy names (`<label>-<run hash>-<step>-<attempt>`): its label and run hash.
 fn run_of(started_by: &str) -> String {

@@ -151,6 +151,15 @@ pub struct ControllerArgs {
     #[arg(long, env = "SEQUENCER_MAX_CONCURRENT_RECONCILES", default_value_t = 64,
           value_parser = clap::value_parser!(u16).range(1..=10000))]
     pub max_concurrent_reconciles: u16,
+    /// Push updates: the SQS queue an EventBridge rule sends ECS "Task State Change" events to.
+    /// A task an event names is described at once; the rest only every
+    /// --task-events-poll-interval seconds, as a safety net for late or lost events.
+    #[arg(long, env = "SEQUENCER_TASK_EVENTS_QUEUE_URL", value_name = "URL")]
+    pub task_events_queue_url: Option<String>,
+    /// With push updates, seconds between two looks at a task no event names.
+    #[arg(long, env = "SEQUENCER_TASK_EVENTS_POLL_INTERVAL", value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub task_events_poll_interval: u64,
     /// ECS calls waiting for an answer at one time, per region.
     #[arg(long, env = "SEQUENCER_ECS_MAX_IN_FLIGHT", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..=1000))]

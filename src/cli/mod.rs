@@ -228,6 +228,12 @@ async fn controller(args: ControllerArgs) -> Exit {
         leader_election,
         default_poll_interval_seconds: args.poll_interval,
         max_concurrent_reconciles: args.max_concurrent_reconciles,
+        task_events: args.task_events_queue_url.map(|queue_url| {
+            crate::controller::TaskEventSettings {
+                queue_url,
+                poll_interval_seconds: args.task_events_poll_interval,
+            }
+        }),
     };
     let ecs_limits = crate::ecs::limits::CallLimitSettings {
         per_second: f64::from(args.ecs_calls_per_second),

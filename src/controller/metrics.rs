@@ -58,6 +58,7 @@ pub struct Metrics {
     pub foreign_tasks_ignored: Counter,
     pub stale_cache_reads: Counter,
     pub events: Family<OutcomeLabel, Counter>,
+    pub task_events: Family<OutcomeLabel, Counter>,
     pub leader: Gauge,
     encode_lock: Mutex<()>,
 }
@@ -154,6 +155,12 @@ impl Metrics {
             "Sequences read fresh from the API server because the watch cache had not caught up with this controller's own write",
             stale_cache_reads.clone(),
         );
+        let task_events = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "task_events",
+            "Pushed ECS task state changes (SQS messages), by outcome: described, duplicate, unwatched, malformed, receive_failed",
+            task_events.clone(),
+        );
         let events = Family::<OutcomeLabel, Counter>::default();
         registry.register(
             "events",
@@ -176,6 +183,7 @@ impl Metrics {
             foreign_tasks_ignored,
             stale_cache_reads,
             events,
+            task_events,
             leader,
             encode_lock: Mutex::new(()),
         }

@@ -34,6 +34,7 @@ pub mod sequence;
 pub mod server;
 pub mod shard;
 mod status_store;
+pub mod task_events;
 pub mod undecodable;
 pub mod wake_queue;
 
@@ -43,7 +44,7 @@ use kube::Client;
 
 pub use error::Error;
 use reconcile::{error_policy, reconcile};
-pub use run::{RunError, Settings, run};
+pub use run::{RunError, Settings, TaskEventSettings, run};
 
 use crate::controller::metrics::Metrics;
 use crate::controller::poller::Poller;

@@ -17,6 +17,7 @@ use super::wake_queue::WakeQueue;
 use kube::runtime::reflector::ObjectRef;
 
 use crate::controller::metrics::Metrics;
+use crate::controller::task_events::{Hint, TaskChange};
 use crate::controller::undecodable::GuardedSequence;
 use crate::ecs::Executor;
 use crate::ecs::clients::{AwsClients, RegionClients};
@@ -25,6 +26,11 @@ use sequencer_core::action::Action;
 use sequencer_core::engine::DESCRIBE_BATCH;
 use sequencer_core::observation::{ApiError, DescribeResponse, MissingTask, Observation};
 use sequencer_core::status::TaskRecord;
+
+/// How often, and how many seconds apart, a task an event said stopped is described again while
+/// DescribeTasks does not say so yet.
+const STOP_RECHECKS: u8 = 5;
+const STOP_RECHECK_SECONDS: u64 = 2;
 
 /// A Sequence, named as the controller's reconcile queue names it.
 pub type Owner = ObjectRef<GuardedSequence>;
@@ -52,6 +58,11 @@ struct Watched {
     known: Option<Known>,
     /// The poller round (seconds since it started) at which the ARN is next described.
     next_due: u64,
+    /// The latest `detail.version` a pushed task event announced (see `task_events`).
+    hinted_version: Option<i64>,
+    /// A pushed event said the task stopped but DescribeTasks does not say so yet (ECS is
+    /// eventually consistent): it is described again this many more times, 2 s apart.
+    stop_rechecks: u8,
 }
 
 struct Interest {
@@ -60,12 +71,15 @@ struct Interest {
 }
 
 impl Watched {
-    fn interval(&self) -> u64 {
+    /// Seconds between two descriptions: the shortest its Sequences ask for, but with push
+    /// updates at least the safety-net interval.
+    fn interval(&self, floor: u64) -> u64 {
         self.owners
             .values()
             .map(|i| i.interval)
             .min()
             .unwrap_or(1)
+            .max(floor)
             .max(1)
     }
 
@@ -108,11 +122,22 @@ pub struct Poller {
     wake: Arc<WakeQueue>,
     metrics: Arc<Metrics>,
     started: Instant,
+    /// With push updates, running tasks are described at least this many seconds apart (the
+    /// safety net for events late or lost); 1 without.
+    interval_floor: u64,
+    /// A pushed event made a task due: the next round starts at once instead of at the tick.
+    hinted: tokio::sync::Notify,
 }
 
 impl Poller {
     /// The poller, and the stream of Sequences to reconcile because their tasks changed.
     pub fn new(metrics: Arc<Metrics>) -> (Arc<Poller>, Woken) {
+        Self::with_interval_floor(metrics, 1)
+    }
+
+    /// A poller fed by push updates: tasks no event hints at are described only every
+    /// `floor` seconds (or their Sequence's longer interval).
+    pub fn with_interval_floor(metrics: Arc<Metrics>, floor: u64) -> (Arc<Poller>, Woken) {
         let woken = WakeQueue::new();
         let poller = Poller {
             clusters: Mutex::new(HashMap::new()),
@@ -120,8 +145,41 @@ impl Poller {
             wake: woken.clone(),
             metrics,
             started: Instant::now(),
+            interval_floor: floor.max(1),
+            hinted: tokio::sync::Notify::new(),
         };
         (Arc::new(poller), woken)
+    }
+
+    /// A pushed task change: a watched task is described in the next round, which starts at
+    /// once. Repeats, older versions and tasks known to have stopped are skipped.
+    pub fn hint(&self, change: &TaskChange) -> Hint {
+        let now = self.round_now();
+        let mut clusters = self.lock();
+        let Some(entry) = clusters
+            .values_mut()
+            .find_map(|watched| watched.get_mut(&change.task_arn))
+        else {
+            return Hint::Unwatched;
+        };
+        let stopped = matches!(&entry.known, Some(Known::Task(t)) if t.is_finished());
+        let seen = match (change.version, entry.hinted_version) {
+            (Some(version), Some(latest)) => version <= latest,
+            _ => false,
+        };
+        if stopped || seen {
+            return Hint::Duplicate;
+        }
+        if change.version.is_some() {
+            entry.hinted_version = change.version;
+        }
+        if change.last_status.as_deref() == Some("STOPPED") {
+            entry.stop_rechecks = STOP_RECHECKS;
+        }
+        entry.next_due = now;
+        drop(clusters);
+        self.hinted.notify_one();
+        Hint::Described
     }
 
     fn round_now(&self) -> u64 {
@@ -151,6 +209,8 @@ impl Poller {
                 owners: HashMap::new(),
                 known: None,
                 next_due: now,
+                hinted_version: None,
+                stop_rechecks: 0,
             });
             let interest = entry.owners.entry(owner.clone()).or_insert(Interest {
                 interval: interval.max(1),
@@ -269,8 +329,17 @@ impl Poller {
                 let Some(entry) = watched.get_mut(arn) else {
                     continue; // released while the call was in flight
                 };
-                let interval = entry.interval();
+                let interval = entry.interval(self.interval_floor);
                 entry.next_due = (now / interval + 1) * interval;
+                let stopped = seen
+                    .get(arn)
+                    .is_some_and(|k| matches!(k, Known::Task(t) if t.is_finished()));
+                if stopped {
+                    entry.stop_rechecks = 0;
+                } else if entry.stop_rechecks > 0 {
+                    entry.stop_rechecks -= 1;
+                    entry.next_due = entry.next_due.min(now + STOP_RECHECK_SECONDS);
+                }
                 let Some(known) = seen.remove(arn) else {
                     continue;
                 };
@@ -314,7 +383,7 @@ impl Poller {
         if let Some(watched) = clusters.get_mut(key) {
             for arn in asked {
                 if let Some(entry) = watched.get_mut(arn) {
-                    let interval = entry.interval();
+                    let interval = entry.interval(self.interval_floor);
                     entry.next_due = (now / interval + 1) * interval;
                 }
             }
@@ -334,6 +403,7 @@ impl Poller {
             tokio::select! {
                 _ = &mut shutdown => return,
                 _ = ticks.tick() => self.round(describer.as_ref()).await,
+                _ = self.hinted.notified() => self.round(describer.as_ref()).await,
             }
         }
     }
@@ -503,6 +573,92 @@ mod tests {
         assert!(!watched.contains_key("arn:task/7"));
         assert!(!watched.contains_key("arn:task/8"));
         assert_eq!(watched.len(), 148);
+    }
+
+    fn change(arn: &str, status: &str, version: Option<i64>) -> TaskChange {
+        TaskChange {
+            task_arn: arn.into(),
+            last_status: Some(status.into()),
+            version,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pushed_change_makes_its_task_due_at_once_and_repeats_are_skipped() {
+        // Push mode: nothing is due again for 600 s unless an event names it.
+        let (poller, woken) = Poller::with_interval_floor(Arc::new(Metrics::new()), 600);
+        let ecs = FakeEcs::default();
+        for arn in ["arn:task/a", "arn:task/b"] {
+            ecs.set(arn, "RUNNING");
+            poller.answer(&owner(arn), &key(), 1, &[arn.into()]);
+        }
+        poller.round(&ecs).await;
+        assert_eq!(drain(&woken).len(), 2);
+        ecs.set("arn:task/a", "STOPPED");
+        ecs.set("arn:task/b", "STOPPED");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        poller.round(&ecs).await;
+        assert_eq!(
+            ecs.calls.lock().unwrap().len(),
+            1,
+            "the floor holds the poll back"
+        );
+
+        assert_eq!(
+            poller.hint(&change("arn:task/unknown", "STOPPED", Some(3))),
+            Hint::Unwatched
+        );
+        assert_eq!(
+            poller.hint(&change("arn:task/a", "STOPPED", Some(3))),
+            Hint::Described
+        );
+        assert_eq!(
+            poller.hint(&change("arn:task/a", "STOPPED", Some(3))),
+            Hint::Duplicate,
+            "the same version again"
+        );
+        assert_eq!(
+            poller.hint(&change("arn:task/a", "RUNNING", Some(2))),
+            Hint::Duplicate,
+            "an older version arriving late"
+        );
+        poller.round(&ecs).await;
+        let calls = ecs.calls.lock().unwrap().clone();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[1].1, 1, "only the hinted task is described");
+        assert_eq!(drain(&woken), vec!["arn:task/a".to_owned()]);
+        assert_eq!(
+            poller.hint(&change("arn:task/a", "STOPPED", Some(4))),
+            Hint::Duplicate,
+            "a task known to have stopped never changes again"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stop_describe_tasks_does_not_show_yet_is_described_again_soon() {
+        let (poller, woken) = Poller::with_interval_floor(Arc::new(Metrics::new()), 600);
+        let ecs = FakeEcs::default();
+        ecs.set("arn:task/a", "RUNNING");
+        poller.answer(&owner("a"), &key(), 1, &["arn:task/a".into()]);
+        poller.round(&ecs).await;
+        drain(&woken);
+        // The event arrives before DescribeTasks says STOPPED (eventual consistency).
+        assert_eq!(
+            poller.hint(&change("arn:task/a", "STOPPED", Some(3))),
+            Hint::Described
+        );
+        poller.round(&ecs).await;
+        assert_eq!(ecs.calls.lock().unwrap().len(), 2);
+        assert!(drain(&woken).is_empty());
+        ecs.set("arn:task/a", "STOPPED");
+        let mut rounds = 0;
+        while ecs.calls.lock().unwrap().len() == 2 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            poller.round(&ecs).await;
+            rounds += 1;
+            assert!(rounds < 20, "not described again within 5 s");
+        }
+        assert_eq!(drain(&woken), vec!["a".to_owned()]);
     }
 
     /// Fails every call while `failing` is set.

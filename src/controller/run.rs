@@ -23,6 +23,7 @@ use crate::controller::schedules::{self, ScheduleContext};
 use crate::controller::sequence::Sequence;
 use crate::controller::server::Health;
 use crate::controller::shard::Shard;
+use crate::controller::task_events::TaskEventQueue;
 use crate::controller::undecodable::GuardedSequence;
 use crate::ecs::clients::AwsClients;
 use crate::shutdown::wait_for_signal;
@@ -43,6 +44,14 @@ pub struct Settings {
     pub default_poll_interval_seconds: u64,
     /// Sequences reconciled at the same time, at most.
     pub max_concurrent_reconciles: u16,
+    /// Push updates from an SQS queue of ECS task state changes; `None` polls only.
+    pub task_events: Option<TaskEventSettings>,
+}
+
+/// Where pushed task state changes arrive, and the safety-net poll beside them.
+pub struct TaskEventSettings {
+    pub queue_url: String,
+    pub poll_interval_seconds: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,12 +115,27 @@ pub async fn run(
         })
     });
 
-    let (poller, woken) = Poller::new(metrics.clone());
+    let floor = settings
+        .task_events
+        .as_ref()
+        .map_or(1, |t| t.poll_interval_seconds);
+    let (poller, woken) = Poller::with_interval_floor(metrics.clone(), floor);
     tokio::spawn(
         poller
             .clone()
             .run(aws.clone(), ending(stop.clone(), lost.clone())),
     );
+    if let Some(task_events) = &settings.task_events {
+        let queue = TaskEventQueue::new(
+            aws.sqs(&task_events.queue_url),
+            task_events.queue_url.clone(),
+        );
+        tokio::spawn(queue.listen(
+            poller.clone(),
+            metrics.clone(),
+            ending(stop.clone(), lost.clone()),
+        ));
+    }
     let recorder = EventRecorder::new(
         client.clone(),
         EventReporter {

@@ -79,6 +79,16 @@ impl AwsClients {
             .unwrap_or_else(|| "us-east-1".into())
     }
 
+    /// An SQS client for the queue at `queue_url`, in the queue's region (from a URL such as
+    /// `https://sqs.eu-west-1.amazonaws.com/123456789012/name`), else the default region.
+    pub fn sqs(&self, queue_url: &str) -> aws_sdk_sqs::Client {
+        let mut config = self.base.to_builder();
+        if let Some(region) = queue_region(queue_url) {
+            config = config.region(Region::new(region));
+        }
+        aws_sdk_sqs::Client::new(&config.build())
+    }
+
     /// The clients for `region` (the default region when `None`).
     pub fn region(&self, region: Option<&str>) -> RegionClients {
         let name = region
@@ -109,6 +119,23 @@ impl AwsClients {
             .clone()
     }
 }
+/// The region in an SQS queue URL's host (`sqs.<region>.amazonaws.com`, or the legacy
+/// `<region>.queue.amazonaws.com`); `None` for any other host, e.g. an emulator's.
+fn queue_region(queue_url: &str) -> Option<String> {
+    let host = queue_url.split("://").nth(1)?.split(['/', ':']).next()?;
+    let labels: Vec<&str> = host.split('.').collect();
+    let region = match labels.as_slice() {
+        ["sqs", region, "amazonaws", ..] => region,
+        [region, "queue", "amazonaws", ..] => region,
+        _ => return None,
+    };
+    let valid = !region.is_empty()
+        && region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    valid.then(|| (*region).to_owned())
+}
+
 /// Asks the credentials chain for credentials now, so a missing identity is reported before
 /// anything starts.
 pub async fn check_credentials(config: &SdkConfig) -> Result<(), String> {
@@ -122,4 +149,32 @@ pub async fn check_credentials(config: &SdkConfig) -> Result<(), String> {
             super::error_chain(&e)
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::queue_region;
+
+    #[test]
+    fn a_queue_urls_region_comes_from_its_host() {
+        for (url, region) in [
+            (
+                "https://sqs.eu-west-1.amazonaws.com/123456789012/ecs-events",
+                Some("eu-west-1"),
+            ),
+            (
+                "https://sqs.cn-north-1.amazonaws.com.cn/123456789012/q",
+                Some("cn-north-1"),
+            ),
+            (
+                "https://us-east-2.queue.amazonaws.com/123456789012/q",
+                Some("us-east-2"),
+            ),
+            ("http://127.0.0.1:5000/123456789012/q", None),
+            ("https://sqs.EVIL/x.amazonaws.com/q", None),
+            ("not a url", None),
+        ] {
+            assert_eq!(queue_region(url).as_deref(), region, "{url}");
+        }
+    }
 }

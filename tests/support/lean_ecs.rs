@@ -5,8 +5,12 @@
 //! answers the same tasks), DescribeTasks (at most 100 ARNs, MISSING for unknown ones), ListTasks
 //! (by startedBy and desiredStatus), StopTask and DescribeTaskDefinition. Tasks of family `quick`
 //! stop with exit code 0 a second after launch; all others run until `release`.
+//!
+//! With `push`, it also stands in for EventBridge and SQS (AWS JSON 1.0): a released task's
+//! "ECS Task State Change" event goes to one queue, served by ReceiveMessage (long polling) and
+//! DeleteMessageBatch, for the controller's `--task-events-queue-url`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,6 +27,8 @@ const REGION: &str = "us-east-1";
 pub struct LeanEcs {
     pub endpoint: String,
     state: Arc<Mutex<State>>,
+    /// A message was queued: long polls waiting answer at once.
+    queued: Arc<tokio::sync::Notify>,
 }
 
 /// One call as the benchmark counts it.
@@ -45,6 +51,14 @@ struct State {
     /// ARN → when DescribeTasks last reported it.
     described: HashMap<String, f64>,
     next_id: u64,
+    /// Whether released tasks' events are queued (push mode).
+    push: bool,
+    /// The queue's messages not yet received (bodies), and those received but not deleted.
+    queue: VecDeque<String>,
+    in_flight: HashMap<String, String>,
+    /// Messages received and deleted.
+    received: usize,
+    deleted: usize,
 }
 
 #[derive(Clone)]
@@ -73,16 +87,59 @@ impl LeanEcs {
             .expect("bind the lean ECS");
         let address = listener.local_addr().expect("address");
         let state = Arc::new(Mutex::new(State::default()));
-        let shared = state.clone();
+        let queued = Arc::new(tokio::sync::Notify::new());
+        let (shared, notify) = (state.clone(), queued.clone());
         let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
-            let state = shared.clone();
-            async move { answer(&state, &headers, &body) }
+            let (state, queued) = (shared.clone(), notify.clone());
+            async move {
+                if operation(&headers) == "ReceiveMessage" {
+                    receive_message(&state, &queued, &body).await
+                } else {
+                    answer(&state, &headers, &body)
+                }
+            }
         });
         tokio::spawn(async move { axum::serve(listener, app).await });
         LeanEcs {
             endpoint: format!("http://{address}"),
             state,
+            queued,
         }
+    }
+
+    /// Push mode: from now on a released task's state change goes to the queue at `queue_url()`.
+    pub fn push(&self) {
+        self.lock().push = true;
+    }
+
+    pub fn queue_url(&self) -> String {
+        format!("{}/{ACCOUNT}/ecs-task-events", self.endpoint)
+    }
+
+    /// Messages received by the controller and deleted by it.
+    pub fn messages(&self) -> (usize, usize) {
+        let state = self.lock();
+        (state.received, state.deleted)
+    }
+
+    fn queue_events(&self, state: &mut State, arns: &[String], t: f64) {
+        if !state.push {
+            return;
+        }
+        for arn in arns {
+            if let Some(task) = state.tasks.get(arn) {
+                let mut detail = task.to_json(t);
+                detail["version"] = json!(3);
+                let event = json!({
+                    "version": "0", "id": format!("event-{arn}"),
+                    "detail-type": "ECS Task State Change", "source": "aws.ecs",
+                    "account": ACCOUNT, "region": REGION, "resources": [arn],
+                    "detail": detail,
+                });
+                state.queue.push_back(event.to_string());
+            }
+        }
+        self.queued.notify_waiters();
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -104,6 +161,7 @@ impl LeanEcs {
     pub fn release(&self, family: &str) -> f64 {
         let t = now();
         let mut state = self.lock();
+        let mut stopped = Vec::new();
         for task in state.tasks.values_mut() {
             if task.family == family && task.stop.is_none() {
                 task.stop = Some((
@@ -112,8 +170,10 @@ impl LeanEcs {
                     "EssentialContainerExited",
                     "Essential container in task exited".into(),
                 ));
+                stopped.push(task.arn.clone());
             }
         }
+        self.queue_events(&mut state, &stopped, t);
         t
     }
 
@@ -123,6 +183,7 @@ impl LeanEcs {
         let t = now();
         let mut state = self.lock();
         let mut released = Vec::new();
+        let mut stopped = Vec::new();
         for task in state.tasks.values_mut() {
             if released.len() == count {
                 break;
@@ -135,8 +196,10 @@ impl LeanEcs {
                     "Essential container in task exited".into(),
                 ));
                 released.push((task.started_by.clone().unwrap_or_default(), t));
+                stopped.push(task.arn.clone());
             }
         }
+        self.queue_events(&mut state, &stopped, t);
         released
     }
 
@@ -186,13 +249,73 @@ impl Task {
     }
 }
 
-fn answer(state: &Mutex<State>, headers: &HeaderMap, body: &[u8]) -> Response {
-    let operation = headers
+fn operation(headers: &HeaderMap) -> String {
+    headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .and_then(|t| t.rsplit('.').next())
         .unwrap_or_default()
-        .to_owned();
+        .to_owned()
+}
+
+/// SQS ReceiveMessage with long polling: up to MaxNumberOfMessages at once, else waits for one
+/// until WaitTimeSeconds.
+async fn receive_message(
+    state: &Mutex<State>,
+    queued: &tokio::sync::Notify,
+    body: &[u8],
+) -> Response {
+    let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let max = request["MaxNumberOfMessages"]
+        .as_u64()
+        .unwrap_or(1)
+        .clamp(1, 10) as usize;
+    let wait = Duration::from_secs(request["WaitTimeSeconds"].as_u64().unwrap_or(0).min(20));
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let notified = queued.notified();
+        let messages: Vec<Value> = {
+            let mut state = state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let take = max.min(state.queue.len());
+            let bodies: Vec<String> = state.queue.drain(..take).collect();
+            state.received += bodies.len();
+            bodies
+                .into_iter()
+                .map(|body| {
+                    state.next_id += 1;
+                    let handle = format!("receipt-{}", state.next_id);
+                    state.in_flight.insert(handle.clone(), body.clone());
+                    json!({"MessageId": format!("message-{}", state.next_id), "ReceiptHandle": handle, "Body": body})
+                })
+                .collect()
+        };
+        if !messages.is_empty() || tokio::time::Instant::now() >= deadline {
+            return (
+                [("content-type", "application/x-amz-json-1.0")],
+                json!({"Messages": messages}).to_string(),
+            )
+                .into_response();
+        }
+        let _ = tokio::time::timeout_at(deadline, notified).await;
+    }
+}
+
+fn delete_message_batch(state: &mut State, request: &Value) -> Value {
+    let mut successful = Vec::new();
+    for entry in request["Entries"].as_array().into_iter().flatten() {
+        let handle = entry["ReceiptHandle"].as_str().unwrap_or_default();
+        if state.in_flight.remove(handle).is_some() {
+            state.deleted += 1;
+        }
+        successful.push(json!({"Id": entry["Id"]}));
+    }
+    json!({"Successful": successful, "Failed": []})
+}
+
+fn answer(state: &Mutex<State>, headers: &HeaderMap, body: &[u8]) -> Response {
+    let operation = operation(headers);
     let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let mut state = state
         .lock()
@@ -204,6 +327,7 @@ fn answer(state: &Mutex<State>, headers: &HeaderMap, body: &[u8]) -> Response {
         "ListTasks" => Ok(list_tasks(&mut state, &request, t)),
         "StopTask" => stop_task(&mut state, &request, t),
         "DescribeTaskDefinition" => Ok(describe_task_definition(&request)),
+        "DeleteMessageBatch" => Ok(delete_message_batch(&mut state, &request)),
         other => Err(format!("the lean ECS does not serve {other:?}")),
     };
     match result {

@@ -115,6 +115,30 @@ impl Emulator {
         serde_json::from_str(payload).unwrap_or(Value::Null)
     }
 
+    /// One AWS JSON 1.1 call (e.g. `service` "events", `target` "AWSEvents.PutEvents") to a moto
+    /// service the tests have no SDK client for; moto reads the service from the credential
+    /// scope and does not check the signature.
+    pub fn aws_json(&self, service: &str, target: &str, body: &Value) -> Value {
+        let body = body.to_string();
+        let mut stream =
+            TcpStream::connect(("127.0.0.1", self.port)).expect("connect to the emulator");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
+        write!(
+            stream,
+            "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: {target}\r\nAuthorization: AWS4-HMAC-SHA256 Credential=emulator/20261130/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("send");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read");
+        let (head, payload) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        assert!(
+            head.contains(" 200 "),
+            "{target} answered {head}: {payload}"
+        );
+        serde_json::from_str(payload).unwrap_or(Value::Null)
+    }
+
     pub fn inject(&self, operation: &str, kind: &str, count: u32, reason: Option<&str>) {
         self.http(
             "POST",
