@@ -22,6 +22,7 @@ pub mod judge;
 pub mod log_tail;
 pub mod observation;
 pub mod plan;
+pub mod policy;
 pub mod run_task;
 pub mod schedule;
 pub mod status;

@@ -31,6 +31,7 @@ mod run;
 pub mod scheduled_sequence;
 pub mod schedules;
 pub mod sequence;
+pub mod sequence_policy;
 pub mod server;
 pub mod shard;
 mod status_store;
