@@ -127,6 +127,36 @@ impl Bench {
         start.elapsed().as_secs_f64()
     }
 
+    /// Stops `sample` held tasks, two a second, while the others run; waits for the steps after
+    /// them; returns the seconds from each stop to the RunTask of the next step, sorted.
+    async fn sampled_stops(&self, sample: usize, budget: Duration) -> Vec<f64> {
+        let launched_before = self.ecs.task_count();
+        let mut stops: BTreeMap<String, f64> = BTreeMap::new();
+        for _ in 0..sample {
+            for (started_by, at) in self.ecs.release_some(HELD, 1) {
+                stops.insert(run_of(&started_by), at);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        self.wait("the sampled second steps launched", budget, || {
+            self.ecs.task_count() >= launched_before + sample
+        })
+        .await;
+        let mut latencies: Vec<f64> = self
+            .ecs
+            .calls()
+            .iter()
+            .filter(|c| c.operation == "RunTask" && c.created)
+            .filter_map(|c| {
+                let started_by = c.started_by.as_deref()?;
+                let stopped = stops.get(&run_of(started_by))?;
+                (c.time > *stopped).then(|| c.time - stopped)
+            })
+            .collect();
+        latencies.sort_by(f64::total_cmp);
+        latencies
+    }
+
     async fn succeeded(&self) -> usize {
         let api: Api<Sequence> = Api::namespaced(self.client.clone(), "default");
         let mut count = 0;
@@ -351,6 +381,14 @@ async fn scale_benchmark() {
         format!("{:.3} ({run_tasks} for {n})", run_tasks as f64 / n as f64),
     );
     figure("ListTasks calls while launching", list_tasks.to_string());
+    // Stops one at a time while the others run, from each stop to the RunTask of the next step.
+    let sample = (n / 4).min(40);
+    let steady = bench.sampled_stops(sample, budget).await;
+    let how = if push {
+        format!("pushed events, safety poll every {} s", bench.poll)
+    } else {
+        format!("poll interval {} s", bench.poll)
+    };
     let writes_before_restart = bench.apiserver_requests().await;
 
     // Cold start: SIGKILL, restart, until every running task is described again.
@@ -381,47 +419,19 @@ async fn scale_benchmark() {
         format!("{cold:.1} s; RunTask {rerun}, ListTasks {relisted} after the restart"),
     );
 
-    // Stops one at a time (two a second, for 20 s or half the Sequences) while the others run:
-    // from each stop to the RunTask of the step after it.
-    let sample = (n / 2).min(40);
-    let mut stops: BTreeMap<String, f64> = BTreeMap::new();
-    for _ in 0..sample {
-        for (started_by, at) in bench.ecs.release_some(HELD, 1) {
-            stops.insert(run_of(&started_by), at);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    // The same stops again, now while the restarted controller works through its backlog.
+    let restarted = bench.sampled_stops(sample, budget).await;
+    for (when, latencies) in [("steady", &steady), ("just after the restart", &restarted)] {
+        figure(
+            &format!("stop -> next RunTask, {when}"),
+            format!(
+                "p50 {:.2} s, p99 {:.2} s over {} stops while the rest run ({how})",
+                percentile(latencies, 0.5),
+                percentile(latencies, 0.99),
+                latencies.len(),
+            ),
+        );
     }
-    bench
-        .wait("the sampled second steps launched", budget, || {
-            bench.ecs.task_count() >= n + sample
-        })
-        .await;
-    let mut latencies: Vec<f64> = bench
-        .ecs
-        .calls()
-        .iter()
-        .filter(|c| c.operation == "RunTask" && c.created)
-        .filter_map(|c| {
-            let started_by = c.started_by.as_deref()?;
-            let stopped = stops.get(&run_of(started_by))?;
-            (c.time > *stopped).then(|| c.time - stopped)
-        })
-        .collect();
-    latencies.sort_by(f64::total_cmp);
-    let how = if push {
-        format!("pushed events, safety poll every {} s", bench.poll)
-    } else {
-        format!("poll interval {} s", bench.poll)
-    };
-    figure(
-        "stop -> next RunTask",
-        format!(
-            "p50 {:.2} s, p99 {:.2} s over {} stops while the rest run ({how})",
-            percentile(&latencies, 0.5),
-            percentile(&latencies, 0.99),
-            latencies.len(),
-        ),
-    );
     // Then every other task stops at once: the burst of second steps, at the pace ECS accepts.
     let released = bench.ecs.release(HELD);
     bench
@@ -532,11 +542,13 @@ async fn scale_benchmark() {
     );
     assert_eq!(rerun, 0, "no RunTask for a launched step after the restart");
     assert_eq!(unpolled, 0, "every running task is described each cycle");
-    assert_eq!(
-        latencies.len(),
-        sample,
-        "each sampled stop led to one launch"
-    );
+    for latencies in [&steady, &restarted] {
+        assert_eq!(
+            latencies.len(),
+            sample,
+            "each sampled stop led to one launch"
+        );
+    }
     assert!(
         per_cycle <= (n.div_ceil(100) + 1) as f64,
         "{per_cycle} DescribeTasks per cycle for {n} tasks"
