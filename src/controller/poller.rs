@@ -63,6 +63,8 @@ struct Watched {
     /// A pushed event said the task stopped but DescribeTasks does not say so yet (ECS is
     /// eventually consistent): it is described again this many more times, 2 s apart.
     stop_rechecks: u8,
+    /// Named by a pushed event and not described since: goes before the rest of a round.
+    urgent: bool,
 }
 
 struct Interest {
@@ -177,6 +179,7 @@ impl Poller {
             entry.stop_rechecks = STOP_RECHECKS;
         }
         entry.next_due = now;
+        entry.urgent = true;
         drop(clusters);
         self.hinted.notify_one();
         Hint::Described
@@ -211,6 +214,7 @@ impl Poller {
                 next_due: now,
                 hinted_version: None,
                 stop_rechecks: 0,
+                urgent: false,
             });
             let interest = entry.owners.entry(owner.clone()).or_insert(Interest {
                 interval: interval.max(1),
@@ -250,15 +254,9 @@ impl Poller {
     /// One round: describe every due ARN (≤ 100 per call, per cluster), record what changed and
     /// wake the Sequences concerned.
     pub async fn round<D: Describer>(&self, describer: &D) {
+        self.describe_urgent(describer).await;
         let now = self.round_now();
-        let resting: Vec<ClusterKey> = self
-            .backoff
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .filter(|(_, (_, not_before))| *not_before > now)
-            .map(|(key, _)| key.clone())
-            .collect();
+        let resting = self.resting(now);
         let due: Vec<(ClusterKey, Vec<String>)> = {
             let mut clusters = self.lock();
             for watched in clusters.values_mut() {
@@ -281,22 +279,11 @@ impl Poller {
         };
         for (key, arns) in due {
             for chunk in arns.chunks(DESCRIBE_BATCH) {
-                let result = describer.describe(&key, chunk).await;
-                self.metrics.ecs_call("DescribeTasks", &result);
-                match result {
-                    Ok(response) => {
-                        self.backoff
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .remove(&key);
-                        self.record(&key, chunk, response, now);
-                    }
-                    Err(e) => {
-                        let rest = self.back_off(&key, now);
-                        tracing::warn!(region = %key.region, cluster = ?key.cluster, error = %e, retry_in_seconds = rest, "shared poll failed; backing off");
-                        self.postpone(&key, chunk, now);
-                        break;
-                    }
+                // A round of thousands of tasks takes seconds at ECS's pace: a task an event
+                // named meanwhile is described before the next chunk, not after the round.
+                self.describe_urgent(describer).await;
+                if !self.describe_chunk(describer, &key, chunk, now).await {
+                    break;
                 }
             }
         }
@@ -307,6 +294,75 @@ impl Poller {
             .filter(|w| !matches!(&w.known, Some(Known::Task(t)) if t.is_finished()))
             .count();
         self.metrics.running_tasks.set(running as i64);
+    }
+
+    /// Describes `chunk`; false when the call failed (the cluster is then backed off).
+    async fn describe_chunk<D: Describer>(
+        &self,
+        describer: &D,
+        key: &ClusterKey,
+        chunk: &[String],
+        now: u64,
+    ) -> bool {
+        let result = describer.describe(key, chunk).await;
+        self.metrics.ecs_call("DescribeTasks", &result);
+        match result {
+            Ok(response) => {
+                self.backoff
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(key);
+                self.record(key, chunk, response, now);
+                true
+            }
+            Err(e) => {
+                let rest = self.back_off(key, now);
+                tracing::warn!(region = %key.region, cluster = ?key.cluster, error = %e, retry_in_seconds = rest, "shared poll failed; backing off");
+                self.postpone(key, chunk, now);
+                false
+            }
+        }
+    }
+
+    /// Clusters left alone after a failed call, until their rest is over.
+    fn resting(&self, now: u64) -> Vec<ClusterKey> {
+        self.backoff
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(_, (_, not_before))| *not_before > now)
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// Describes the tasks pushed events named since they were last described (in clusters not
+    /// resting after a failure).
+    async fn describe_urgent<D: Describer>(&self, describer: &D) {
+        let now = self.round_now();
+        let resting = self.resting(now);
+        let urgent: Vec<(ClusterKey, Vec<String>)> = {
+            let mut clusters = self.lock();
+            clusters
+                .iter_mut()
+                .filter(|(key, _)| !resting.contains(key))
+                .map(|(key, watched)| {
+                    let mut arns = Vec::new();
+                    for (arn, w) in watched.iter_mut().filter(|(_, w)| w.urgent) {
+                        w.urgent = false;
+                        arns.push(arn.clone());
+                    }
+                    (key.clone(), arns)
+                })
+                .filter(|(_, arns)| !arns.is_empty())
+                .collect()
+        };
+        for (key, arns) in urgent {
+            for chunk in arns.chunks(DESCRIBE_BATCH) {
+                if !self.describe_chunk(describer, &key, chunk, now).await {
+                    break;
+                }
+            }
+        }
     }
 
     fn record(&self, key: &ClusterKey, asked: &[String], response: DescribeResponse, now: u64) {
@@ -331,6 +387,7 @@ impl Poller {
                 };
                 let interval = entry.interval(self.interval_floor);
                 entry.next_due = (now / interval + 1) * interval;
+                entry.urgent = false;
                 let stopped = seen
                     .get(arn)
                     .is_some_and(|k| matches!(k, Known::Task(t) if t.is_finished()));
@@ -631,6 +688,66 @@ mod tests {
             poller.hint(&change("arn:task/a", "STOPPED", Some(4))),
             Hint::Duplicate,
             "a task known to have stopped never changes again"
+        );
+    }
+
+    /// Hints at a task the first time it is asked to describe anything.
+    struct HintingEcs {
+        inner: FakeEcs,
+        poller: Arc<Poller>,
+    }
+
+    impl Describer for HintingEcs {
+        async fn describe(
+            &self,
+            key: &ClusterKey,
+            arns: &[String],
+        ) -> Result<DescribeResponse, ApiError> {
+            let first = self.inner.calls.lock().unwrap().is_empty();
+            let answer = self.inner.describe(key, arns).await;
+            if first {
+                self.inner.set("arn:task/z", "STOPPED");
+                self.poller.hint(&change("arn:task/z", "STOPPED", Some(3)));
+            }
+            answer
+        }
+    }
+
+    #[tokio::test]
+    async fn a_task_an_event_names_mid_round_goes_before_the_rest_of_the_round() {
+        let (poller, woken) = Poller::new(Arc::new(Metrics::new()));
+        let ecs = HintingEcs {
+            inner: FakeEcs::default(),
+            poller: poller.clone(),
+        };
+        // 349 tasks, "arn:task/z" sorting last: a round of four calls.
+        let mut arns: Vec<String> = (0..348).map(|i| format!("arn:task/{i:03}")).collect();
+        arns.push("arn:task/z".into());
+        for arn in &arns {
+            ecs.inner.set(arn, "RUNNING");
+            poller.answer(&owner(arn), &key(), 5, std::slice::from_ref(arn));
+        }
+        poller.round(&ecs).await;
+        let sizes: Vec<usize> = ecs
+            .inner
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, n)| *n)
+            .collect();
+        assert_eq!(
+            sizes,
+            vec![100, 1, 100, 100, 49],
+            "the hinted task is described right after the call in flight"
+        );
+        let woken = drain(&woken);
+        assert!(woken.contains(&"arn:task/z".to_owned()));
+        let seen = poller.answer(&owner("arn:task/z"), &key(), 5, &["arn:task/z".into()]);
+        assert_eq!(
+            seen.tasks[0].last_status.as_deref(),
+            Some("STOPPED"),
+            "the round's later, older answer did not undo the stop"
         );
     }
 
