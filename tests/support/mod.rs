@@ -95,47 +95,56 @@ impl Emulator {
 
     /// One HTTP request to the emulator's extension, answered as JSON.
     pub fn http(&self, method: &str, path: &str, body: &Value) -> Value {
-        let body = body.to_string();
-        let mut stream =
-            TcpStream::connect(("127.0.0.1", self.port)).expect("connect to the emulator");
-        stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
+        let what = format!("{method} {path}");
+        self.request(
+            &what,
+            method,
+            path,
+            &["Content-Type: application/json"],
+            body,
         )
-        .expect("send");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).expect("read");
-        let (head, payload) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        assert!(
-            head.contains(" 200 "),
-            "{method} {path} answered {head}: {payload}"
-        );
-        serde_json::from_str(payload).unwrap_or(Value::Null)
     }
 
     /// One AWS JSON 1.1 call (e.g. `service` "events", `target` "AWSEvents.PutEvents") to a moto
     /// service the tests have no SDK client for; moto reads the service from the credential
     /// scope and does not check the signature.
     pub fn aws_json(&self, service: &str, target: &str, body: &Value) -> Value {
+        let target_header = format!("X-Amz-Target: {target}");
+        let authorization = format!(
+            "Authorization: AWS4-HMAC-SHA256 Credential=emulator/20261130/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0"
+        );
+        let headers = [
+            "Content-Type: application/x-amz-json-1.1",
+            &target_header,
+            &authorization,
+        ];
+        self.request(target, "POST", "/", &headers, body)
+    }
+
+    /// One request with `headers`, expecting 200; the answer's JSON (null when it has none).
+    fn request(
+        &self,
+        what: &str,
+        method: &str,
+        path: &str,
+        headers: &[&str],
+        body: &Value,
+    ) -> Value {
         let body = body.to_string();
         let mut stream =
             TcpStream::connect(("127.0.0.1", self.port)).expect("connect to the emulator");
         stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
+        let headers: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
         write!(
             stream,
-            "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: {target}\r\nAuthorization: AWS4-HMAC-SHA256 Credential=emulator/20261130/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )
         .expect("send");
         let mut response = String::new();
         stream.read_to_string(&mut response).expect("read");
         let (head, payload) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        assert!(
-            head.contains(" 200 "),
-            "{target} answered {head}: {payload}"
-        );
+        assert!(head.contains(" 200 "), "{what} answered {head}: {payload}");
         serde_json::from_str(payload).unwrap_or(Value::Null)
     }
 
