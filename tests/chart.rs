@@ -148,6 +148,13 @@ fn the_chart_lints_strictly_and_ships_the_generated_crd() {
                 "deploy/scheduled-crd.yaml",
             ],
         ),
+        (
+            "crds/sequencepolicies.sequencer.dev.yaml",
+            [
+                "charts/sequencer/crds/sequencepolicies.sequencer.dev.yaml",
+                "deploy/policy-crd.yaml",
+            ],
+        ),
     ] {
         let generated = std::fs::read_to_string(repo_root().join(crd)).unwrap();
         for copy in copies {
@@ -194,6 +201,7 @@ fn deploy_is_the_charts_output_for_its_default_values() {
     generated.extend([
         "crd.yaml".to_owned(),
         "scheduled-crd.yaml".to_owned(),
+        "policy-crd.yaml".to_owned(),
         "namespace.yaml".to_owned(),
     ]);
     generated.sort();
@@ -216,6 +224,8 @@ fn the_values_schema_and_the_chart_refuse_what_cannot_work() {
     assert!(error.contains("shards"), "{error}");
     let error = render(json!({"taskEvents": {"queueUrl": "ecs-events"}})).unwrap_err();
     assert!(error.contains("queueUrl"), "{error}");
+    let error = render(json!({"tenancy": {"unselectedNamespaces": "warn"}})).unwrap_err();
+    assert!(error.contains("unselectedNamespaces"), "{error}");
     let error = render(json!({"replicaCount": 2})).unwrap_err();
     assert!(
         error.contains("replicaCount > 1 needs leaderElection.enabled: true"),
@@ -313,7 +323,53 @@ async fn every_rendered_manifest_is_accepted_by_the_api_server() {
         find(&custom, "Role", "sequencer-controller")["metadata"]["namespace"],
         "team-a"
     );
-    assert!(!custom.iter().any(|o| o["kind"] == "ClusterRole"));
+    // Watching one namespace, the controller's only cluster-wide rights read SequencePolicies and
+    // Namespaces (cluster-scoped: which policies govern the namespace).
+    let cluster_roles: Vec<&Value> = custom
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRole")
+        .collect();
+    let names: Vec<&str> = cluster_roles
+        .iter()
+        .map(|r| r["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "sequencer-controller-tenancy",
+            "sequencer-edit",
+            "sequencer-view"
+        ]
+    );
+    let tenancy = &cluster_roles[0]["rules"];
+    for rule in tenancy.as_array().unwrap() {
+        assert_eq!(rule["verbs"], json!(["get", "list", "watch"]), "{tenancy}");
+    }
+    // Tenants' roles never reach SequencePolicies.
+    for role in &cluster_roles[1..] {
+        assert!(
+            !role["rules"].to_string().contains("sequencepolicies"),
+            "{role}"
+        );
+    }
+    let no_tenant_roles =
+        render(json!({"tenancy": {"tenantRoles": false, "unselectedNamespaces": "deny"}})).unwrap();
+    assert!(
+        !no_tenant_roles
+            .iter()
+            .any(|o| o["metadata"]["name"] == "sequencer-edit"),
+        "tenantRoles: false"
+    );
+    let deny_args = &find(&no_tenant_roles, "Deployment", "sequencer-controller")["spec"]["template"]
+        ["spec"]["containers"][0]["args"];
+    assert!(
+        deny_args
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "--unselected-namespaces=deny"),
+        "{deny_args}"
+    );
     let lease_rules = &find(&custom, "Role", "sequencer-controller-leader-election")["rules"][0];
     assert_eq!(lease_rules["resources"], json!(["leases"]));
     assert_eq!(

@@ -11,6 +11,7 @@ use support::*;
 
 const CRD_FILE: &str = "crds/sequences.sequencer.dev.yaml";
 const SCHEDULED_CRD_FILE: &str = "crds/scheduledsequences.sequencer.dev.yaml";
+const POLICY_CRD_FILE: &str = "crds/sequencepolicies.sequencer.dev.yaml";
 
 #[test]
 fn the_committed_crds_are_what_the_types_generate() {
@@ -24,6 +25,11 @@ fn the_committed_crds_are_what_the_types_generate() {
             SCHEDULED_CRD_FILE,
             "scheduledsequence",
             sequencer::controller::scheduled_sequence::crd_yaml(),
+        ),
+        (
+            POLICY_CRD_FILE,
+            "sequencepolicy",
+            sequencer::controller::sequence_policy::crd_yaml(),
         ),
     ] {
         let committed = std::fs::read_to_string(repo_root().join(file)).unwrap_or_default();

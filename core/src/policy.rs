@@ -94,26 +94,47 @@ pub fn check(
     origin: &Origin,
     steps: &[PlannedStep],
 ) -> Result<(), Box<Denial>> {
-    let deny = |step: Option<(usize, String)>, field: &str, value: &str, allowed: String| {
-        Box::new(Denial {
-            policy: policy.to_owned(),
-            step,
-            field: field.to_owned(),
-            value: quoted(value),
-            allowed,
-        })
-    };
+    check_origin(policy, allowed, region, origin)?;
+    check_steps(policy, allowed, steps.iter().enumerate())
+}
+
+fn denial(
+    policy: &str,
+    step: Option<(usize, String)>,
+    field: &str,
+    value: &str,
+    allowed: String,
+) -> Box<Denial> {
+    Box::new(Denial {
+        policy: policy.to_owned(),
+        step,
+        field: field.to_owned(),
+        value: quoted(value),
+        allowed,
+    })
+}
+
+/// Checks where a run comes from (its region, its S3 bucket or git URL) before the source is
+/// read, so that a batch file is never fetched from a place the policy does not allow.
+pub fn check_origin(
+    policy: &str,
+    allowed: &Allowed,
+    region: &str,
+    origin: &Origin,
+) -> Result<(), Box<Denial>> {
+    let deny =
+        |field: &str, value: &str, allowed: String| denial(policy, None, field, value, allowed);
     if let Some(regions) = &allowed.regions
         && !regions.iter().any(|r| r == region)
     {
-        return Err(deny(None, "region", region, one_of(regions)));
+        return Err(deny("region", region, one_of(regions)));
     }
     match origin {
         Origin::S3 { bucket } => {
             if let Some(buckets) = &allowed.source_buckets
                 && !buckets.iter().any(|b| b == bucket)
             {
-                return Err(deny(None, "source.s3 bucket", bucket, one_of(buckets)));
+                return Err(deny("source.s3 bucket", bucket, one_of(buckets)));
             }
         }
         Origin::Git { url } => {
@@ -121,14 +142,30 @@ pub fn check(
                 && !prefixes.iter().any(|p| url.starts_with(p.as_str()))
             {
                 let what = format!("a URL starting with {}", one_of(prefixes));
-                return Err(deny(None, "source.git url", url, what));
+                return Err(deny("source.git url", url, what));
             }
         }
         Origin::Inline | Origin::ConfigMap => {}
     }
-    for (index, step) in steps.iter().enumerate() {
+    Ok(())
+}
+
+/// Checks steps (each with its index in the plan) against one policy; the first field broken is
+/// reported.
+pub fn check_steps<'a>(
+    policy: &str,
+    allowed: &Allowed,
+    steps: impl IntoIterator<Item = (usize, &'a PlannedStep)>,
+) -> Result<(), Box<Denial>> {
+    for (index, step) in steps {
         check_step(allowed, step).map_err(|(field, value, what)| {
-            deny(Some((index, step.name.clone())), field, &value, what)
+            denial(
+                policy,
+                Some((index, step.name.clone())),
+                field,
+                &value,
+                what,
+            )
         })?;
     }
     Ok(())

@@ -85,6 +85,7 @@ pub struct CrdArgs {
 pub enum CrdKind {
     Sequence,
     Scheduledsequence,
+    Sequencepolicy,
 }
 
 #[derive(Args, Debug)]
@@ -160,10 +161,20 @@ pub struct ControllerArgs {
     #[arg(long, env = "SEQUENCER_TASK_EVENTS_POLL_INTERVAL", value_name = "SECONDS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub task_events_poll_interval: u64,
+    /// What Sequences may run in a namespace that no SequencePolicy selects: allow (anything:
+    /// single-tenant installs) or deny (nothing: every tenant namespace needs a policy).
+    #[arg(long, value_enum, env = "SEQUENCER_UNSELECTED_NAMESPACES", default_value_t = UnselectedNamespaces::Allow)]
+    pub unselected_namespaces: UnselectedNamespaces,
     /// ECS calls waiting for an answer at one time, per region.
     #[arg(long, env = "SEQUENCER_ECS_MAX_IN_FLIGHT", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub ecs_max_in_flight: u32,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnselectedNamespaces {
+    Allow,
+    Deny,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -72,6 +72,8 @@ pub fn main() -> ExitCode {
                         args::CrdKind::Sequence => crate::controller::sequence::crd_yaml(),
                         args::CrdKind::Scheduledsequence =>
                             crate::controller::scheduled_sequence::crd_yaml(),
+                        args::CrdKind::Sequencepolicy =>
+                            crate::controller::sequence_policy::crd_yaml(),
                     }
                 );
                 Exit::Success
@@ -228,6 +230,14 @@ async fn controller(args: ControllerArgs) -> Exit {
         leader_election,
         default_poll_interval_seconds: args.poll_interval,
         max_concurrent_reconciles: args.max_concurrent_reconciles,
+        unselected_namespaces: match args.unselected_namespaces {
+            crate::cli::args::UnselectedNamespaces::Allow => {
+                crate::controller::tenancy::Unselected::Allow
+            }
+            crate::cli::args::UnselectedNamespaces::Deny => {
+                crate::controller::tenancy::Unselected::Deny
+            }
+        },
         task_events: args.task_events_queue_url.map(|queue_url| {
             crate::controller::TaskEventSettings {
                 queue_url,
@@ -246,6 +256,7 @@ async fn controller(args: ControllerArgs) -> Exit {
         Err(
             e @ (crate::controller::RunError::CrdMissing
             | crate::controller::RunError::CannotListSequences(_)
+            | crate::controller::RunError::Tenancy(_)
             | crate::controller::RunError::Bind { .. }),
         ) => fail(Exit::AwsOrConfig, e),
         Err(e) => fail(Exit::StepFailed, e),

@@ -4,7 +4,7 @@
 //! - `Running`: a step is in progress.
 //! - `Complete`: every step is done (failures under `ignoreFailure` included).
 //! - `Failed`: the run failed; the reason says how (the failing step's reason, `DeadlineExceeded`,
-//!   `InvalidSpec`, `SourceError`, `Cancelled`).
+//!   `InvalidSpec`, `SourceError`, `PolicyDenied`, `Cancelled`).
 //! - `Suspended`: `spec.suspend` holds back the next step.
 //! - `SpecChanged`: `spec.steps`, `spec.source` or `spec.region` changed after the run started;
 //!   the run goes on with the plan pinned at its start.
@@ -12,7 +12,8 @@
 //! - `Held`: the controller cannot continue the run from what `.status` says (a status it cannot
 //!   read, e.g. written by a newer version or edited by hand; a run that does not fit its plan).
 //!   It launches nothing and overwrites nothing until the status reads again; the reason is
-//!   `StatusUnreadable` or `InvalidSpec`, the message names the field.
+//!   `StatusUnreadable` or `InvalidSpec`, the message names the field. Also `PolicyDenied`: a
+//!   SequencePolicy forbids the next launch of a started run, whose running tasks are followed.
 //!
 //! A condition's `lastTransitionTime` changes only when its status does.
 

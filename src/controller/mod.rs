@@ -12,7 +12,7 @@
 //! Owns: the `Sequence` type and its CRD ([`sequence`]), its [`conditions`], one reconcile
 //! (`reconcile.rs`), where its plan comes from (`plan_source.rs`), the `.status` writes
 //! (`status_store.rs`), not acting on a cached copy older than its own writes (`freshness.rs`), Sequences it cannot decode (`undecodable.rs`), Events and log lines (`events.rs`), the shared ECS [`poller`], Lease
-//! [`leader`] election, which objects this controller owns ([`shard`]), the HTTP [`server`] and its [`metrics`], and start-up and shutdown
+//! [`leader`] election, which objects this controller owns ([`shard`]), what tenants may run ([`sequence_policy`], [`tenancy`]), the HTTP [`server`] and its [`metrics`], and start-up and shutdown
 //! (`run.rs`). May use the core, `drive`, `ecs`, `source`, `batch` and `shutdown`; never `cli`.
 
 pub mod conditions;
@@ -36,6 +36,7 @@ pub mod server;
 pub mod shard;
 mod status_store;
 pub mod task_events;
+pub mod tenancy;
 pub mod undecodable;
 pub mod wake_queue;
 
@@ -64,4 +65,6 @@ pub struct Context {
     pub default_poll_interval_seconds: u64,
     /// The version of each Sequence this controller last wrote, to not act on an older copy.
     pub freshness: Arc<freshness::Freshness>,
+    /// The SequencePolicies, and which namespaces they govern.
+    pub tenancy: tenancy::Tenancy,
 }

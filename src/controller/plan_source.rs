@@ -2,17 +2,28 @@
 //! spec's inline steps or the batch file its `source` names (a ConfigMap or an S3 object), checked
 //! exactly as the CLI checks a batch file. Every refusal names the place and what is wrong.
 
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ResourceExt};
 use serde_json::Value;
 
 use crate::controller::sequence::{PinnedSpec, Sequence, spec_digest};
+use crate::controller::sequence_policy::SequencePolicy;
 use crate::ecs::clients::RegionClients;
 use crate::source::{BatchSource, LoadedBatch};
 use sequencer_core::plan::{Plan, PlannedStep};
+use sequencer_core::policy::{self, Origin};
 
-/// Why a Sequence cannot run: a condition reason (`InvalidSpec`, `SourceError`, `InvalidStatus`)
-/// and a message naming the place.
+/// The SequencePolicies governing a Sequence's namespace (none: anything goes), or why it may run
+/// nothing at all.
+pub type Governing = Result<Vec<Arc<SequencePolicy>>, String>;
+
+/// The condition reason of a run a SequencePolicy does not allow.
+pub const POLICY_DENIED: &str = "PolicyDenied";
+
+/// Why a Sequence cannot run: a condition reason (`InvalidSpec`, `SourceError`, `PolicyDenied`,
+/// `InvalidStatus`) and a message naming the place.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Refusal {
     pub reason: &'static str,
@@ -38,11 +49,13 @@ pub struct Resolved {
 
 /// The plan to run now. Run options (`suspend`, `activeDeadlineSeconds`, `pollIntervalSeconds`)
 /// come from the current spec at every reconcile; the steps, their source and the region are
-/// fixed when the run starts.
+/// fixed when the run starts, after the policies `governing` the namespace allowed them (a started
+/// run is checked before each launch instead, see `check_remaining`).
 pub async fn resolve(
     seq: &Sequence,
     clients: &RegionClients,
     client: &kube::Client,
+    governing: &Governing,
     default_poll_interval_seconds: u64,
 ) -> Result<Resolved, Refusal> {
     let status = seq.status.as_ref();
@@ -71,7 +84,20 @@ pub async fn resolve(
             (steps, pinned, changed)
         }
         None => {
+            let policies = governing
+                .as_ref()
+                .map_err(|why| Refusal::new(POLICY_DENIED, why.clone()))?;
+            // Where the batch comes from is judged before it is read.
+            let origin = origin_of(seq);
+            for p in policies {
+                policy::check_origin(&p.name_any(), &p.spec.allowed, &clients.region, &origin)
+                    .map_err(|denial| Refusal::new(POLICY_DENIED, denial.to_string()))?;
+            }
             let (steps, loaded) = fresh_steps(seq, clients, client).await?;
+            for p in policies {
+                policy::check_steps(&p.name_any(), &p.spec.allowed, steps.iter().enumerate())
+                    .map_err(|denial| Refusal::new(POLICY_DENIED, denial.to_string()))?;
+            }
             let object = loaded.and_then(|l| l.s3);
             let pinned = PinnedSpec {
                 generation: seq.metadata.generation,
@@ -96,6 +122,48 @@ pub async fn resolve(
         pinned,
         spec_changed,
     })
+}
+
+/// Where the batch of a Sequence that has not started comes from, as the policies see it.
+fn origin_of(seq: &Sequence) -> Origin {
+    let source = seq.spec.source.as_ref();
+    if let Some(s3) = source.and_then(|s| s.s3.as_ref()) {
+        // A URI that is not s3://bucket/key is refused as InvalidSpec when it is read; until then
+        // the whole text stands for the bucket, which no allow-list names.
+        let bucket = match BatchSource::parse(&s3.uri) {
+            Ok(BatchSource::S3(location)) => location.bucket,
+            _ => s3.uri.clone(),
+        };
+        return Origin::S3 { bucket };
+    }
+    if source.is_some_and(|s| s.config_map.is_some()) {
+        return Origin::ConfigMap;
+    }
+    Origin::Inline
+}
+
+/// Checks the steps of a started run that may still launch a task (those not finished: a running
+/// step may retry) against the policies governing its namespace now, so that a policy narrowed
+/// mid-run stops the next launch.
+pub fn check_remaining(
+    governing: &Governing,
+    plan: &Plan,
+    run: &sequencer_core::status::RunStatus,
+) -> Result<(), Refusal> {
+    let policies = governing
+        .as_ref()
+        .map_err(|why| Refusal::new(POLICY_DENIED, why.clone()))?;
+    let remaining = plan
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| run.steps.get(*i).is_none_or(|s| !s.phase.is_terminal()));
+    let remaining: Vec<(usize, &PlannedStep)> = remaining.collect();
+    for p in policies {
+        policy::check_steps(&p.name_any(), &p.spec.allowed, remaining.iter().copied())
+            .map_err(|denial| Refusal::new(POLICY_DENIED, denial.to_string()))?;
+    }
+    Ok(())
 }
 
 fn source_label(seq: &Sequence) -> String {

@@ -23,7 +23,7 @@ use super::conditions::SPEC_CHANGED;
 use super::events::{EventCollector, publish};
 use super::json_text::JsonText;
 use super::metrics::KindLabel;
-use super::plan_source::{Resolved, resolve};
+use super::plan_source::{POLICY_DENIED, Resolved, check_remaining, resolve};
 use super::poller::{ClusterKey, Owner, PolledEcs};
 use super::sequence::Sequence;
 use super::status_store::KubeStore;
@@ -37,6 +37,10 @@ const RESYNC: Duration = Duration::from_secs(300);
 
 /// How often a Sequence whose source could not be read tries again.
 const SOURCE_RETRY: Duration = Duration::from_secs(20);
+
+/// How often a Sequence with a batch source that a policy refused reads it again (the file may be
+/// fixed where it is; a change of the Sequence or of the policies wakes it at once).
+const POLICY_RECHECK: Duration = Duration::from_secs(60);
 
 pub(crate) fn error_policy(_: Arc<GuardedSequence>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics
@@ -171,7 +175,16 @@ async fn apply(
     let clients = ctx.aws.region(region.as_deref());
     let mut store = KubeStore::new(api.clone(), seq, ctx.freshness.clone());
     let client = &ctx.client;
-    let resolved = match resolve(seq, &clients, client, ctx.default_poll_interval_seconds).await {
+    let deleting = seq.metadata.deletion_timestamp.is_some();
+    // A deleted Sequence only stops its tasks, which no policy forbids.
+    let governing = if deleting {
+        Ok(Vec::new())
+    } else {
+        ctx.tenancy.synced().await;
+        ctx.tenancy.governing(&seq.namespace().unwrap_or_default())
+    };
+    let interval = ctx.default_poll_interval_seconds;
+    let resolved = match resolve(seq, &clients, client, &governing, interval).await {
         Ok(resolved) => resolved,
         Err(refusal) if refusal.reason == "InvalidStatus" => {
             // The pinned plan cannot be read: hold, never overwrite the run with a refusal.
@@ -185,19 +198,41 @@ async fn apply(
                 warn(ctx, &reference, reason, message).await;
             }
             // A bad spec waits for an edit; a source may appear or become readable by itself
-            // (the ConfigMap is created, the S3 permission granted), so it is read again.
-            return Ok(if refusal.reason == "SourceError" {
-                Action::requeue(SOURCE_RETRY)
-            } else {
-                Action::await_change()
+            // (the ConfigMap is created, the S3 permission granted), so it is read again. A
+            // policy change wakes what it refused (see `tenancy::wakes`).
+            return Ok(match refusal.reason {
+                "SourceError" => Action::requeue(SOURCE_RETRY),
+                POLICY_DENIED if seq.spec.source.is_some() => Action::requeue(POLICY_RECHECK),
+                _ => Action::await_change(),
             });
         }
     };
+    let started = seq.status.as_ref().is_some_and(|s| s.plan.is_some());
     let Some(status) = stored_or_new_run(seq, &resolved, &mut store, ctx).await? else {
         return Ok(Action::await_change());
     };
+    // A started run's next launches are checked against the policies as they are now. One they
+    // forbid holds the run as `spec.suspend` would: its running tasks are still followed and
+    // recorded, no new step or attempt is launched (a new run was checked whole in `resolve`).
+    let launch_hold = (started && !deleting && !status.is_finished())
+        .then(|| check_remaining(&governing, &resolved.plan, &status).err())
+        .flatten();
+    let held_plan;
+    let plan = match &launch_hold {
+        Some(_) => {
+            held_plan = Plan {
+                suspended: true,
+                ..resolved.plan.clone()
+            };
+            &held_plan
+        }
+        None => &resolved.plan,
+    };
+    let newly_held = launch_hold.is_some() && !held_by_policy(seq);
+    store.launch_hold = launch_hold
+        .as_ref()
+        .map(|refusal| (refusal.reason, refusal.message.clone()));
     let owner = owner_of(seq);
-    let plan = &resolved.plan;
     let ecs = PolledEcs {
         clients,
         poller: &ctx.poller,
@@ -230,12 +265,26 @@ async fn apply(
     announce(&store).await;
     refreshed?;
     sink.publish_all(&ctx.recorder, &reference).await;
+    if let Some(refusal) = &launch_hold
+        && newly_held
+    {
+        tracing::warn!(message = %refusal.message, "holding the run: a SequencePolicy does not allow its next launch");
+        let note = format!(
+            "{}; the run is held: its running tasks are followed, nothing more is launched until the policy allows it",
+            refusal.message
+        );
+        warn(ctx, &reference, refusal.reason, &note).await;
+    }
     if driven.status.is_finished() {
         ctx.poller.release(&owner);
         return Ok(Action::await_change());
     }
     hand_tasks_to_poller(ctx, &owner, &ecs.clients.region, plan, &driven.status);
-    Ok(next_look(&driven))
+    Ok(match (&launch_hold, next_look(&driven)) {
+        // Judged again now and then even when nothing else would wake it (see POLICY_RECHECK).
+        (Some(_), look) if look == Action::await_change() => Action::requeue(POLICY_RECHECK),
+        (_, look) => look,
+    })
 }
 
 /// The run as stored in `.status`, or a new one (with the plan pinned for its first write).
@@ -286,6 +335,15 @@ async fn hold(
         warn(ctx, &seq.object_ref(&()), reason, &note).await;
     }
     Ok(())
+}
+
+/// Whether the stored status says a policy holds the run.
+fn held_by_policy(seq: &Sequence) -> bool {
+    seq.status.as_ref().is_some_and(|s| {
+        s.conditions.iter().any(|c| {
+            c.type_ == super::conditions::HELD && c.status == "True" && c.reason == POLICY_DENIED
+        })
+    })
 }
 
 /// Tasks launched in this reconcile are handed to the poller now, not at its next look.

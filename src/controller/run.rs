@@ -24,6 +24,7 @@ use crate::controller::sequence::Sequence;
 use crate::controller::server::Health;
 use crate::controller::shard::Shard;
 use crate::controller::task_events::TaskEventQueue;
+use crate::controller::tenancy::{Tenancy, TenancyError, Unselected};
 use crate::controller::undecodable::GuardedSequence;
 use crate::ecs::clients::AwsClients;
 use crate::shutdown::wait_for_signal;
@@ -46,6 +47,8 @@ pub struct Settings {
     pub max_concurrent_reconciles: u16,
     /// Push updates from an SQS queue of ECS task state changes; `None` polls only.
     pub task_events: Option<TaskEventSettings>,
+    /// What Sequences may do in a namespace no SequencePolicy selects.
+    pub unselected_namespaces: Unselected,
 }
 
 /// Where pushed task state changes arrive, and the safety-net poll beside them.
@@ -69,6 +72,8 @@ pub enum RunError {
     CrdMissing,
     #[error("cannot list Sequences (is the controller allowed to? see its RBAC): {0}")]
     CannotListSequences(#[source] kube::Error),
+    #[error(transparent)]
+    Tenancy(#[from] TenancyError),
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C (a second one exits at once). Shutting down lets
@@ -82,6 +87,8 @@ pub async fn run(
     settings: Settings,
 ) -> Result<(), RunError> {
     check_crd_installed(&client, settings.namespace.as_deref()).await?;
+    let namespace = settings.namespace.as_deref();
+    let tenancy = Tenancy::start(&client, namespace, settings.unselected_namespaces).await?;
     tracing::info!(shard = %settings.shard, "owning the Sequences of this shard");
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
@@ -162,6 +169,7 @@ pub async fn run(
         metrics: metrics.clone(),
         default_poll_interval_seconds: settings.default_poll_interval_seconds,
         freshness: Arc::default(),
+        tenancy,
     });
     let shutdown = ending(stop, lost.clone());
     let concurrency = settings.max_concurrent_reconciles;
@@ -284,7 +292,13 @@ async fn reconcile_sequences(
             }
         }
     });
-    let wakes = woken.stream();
+    // Woken by the poller, and again when a policy change may allow what a policy refused.
+    let policy_wakes = crate::controller::tenancy::wakes(
+        ctx.tenancy.changes(),
+        controller.store(),
+        refused_by_policy,
+    );
+    let wakes = futures::stream::select(woken.stream(), policy_wakes);
     // Bounded: a restart or a burst of creations queues Sequences instead of holding every one
     // of them in memory mid-reconcile at once (the API and ECS paces bound the work anyway).
     controller
@@ -298,6 +312,20 @@ async fn reconcile_sequences(
             }
         })
         .await;
+}
+
+/// Whether a SequencePolicy refused the Sequence or holds its run.
+fn refused_by_policy(guarded: &GuardedSequence) -> bool {
+    let conditions = guarded
+        .0
+        .as_ref()
+        .ok()
+        .and_then(|seq| seq.status.as_ref())
+        .map(|status| status.conditions.as_slice())
+        .unwrap_or_default();
+    conditions
+        .iter()
+        .any(|c| c.status == "True" && c.reason == crate::controller::plan_source::POLICY_DENIED)
 }
 
 /// Drops from a cached Sequence what the controller never reads and the API server keeps anyway:

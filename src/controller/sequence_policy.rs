@@ -1,9 +1,7 @@
 //! The `SequencePolicy` custom resource (`sequencer.dev/v1alpha1`, cluster-scoped, for admins):
 //! which namespaces it governs, and what their Sequences' steps may use. The allow-list rule is
-//! `sequencer_core::policy`; this file says which policies govern a namespace.
-//!
-//! Not installed yet: the controller does not enforce it (issue 14), so `crds/` and the chart do
-//! not ship it, lest an admin rely on a policy nothing applies.
+//! `sequencer_core::policy`; this file says which policies govern a namespace, and `tenancy`
+//! keeps them current for the controller.
 
 use std::collections::BTreeMap;
 

@@ -28,6 +28,9 @@ pub struct KubeStore {
     pub plan: Option<JsonText>,
     pub pinned: Option<PinnedSpec>,
     pub spec_changed: Option<String>,
+    /// Why no new step or attempt may launch (reason, message): kept as the `Held` condition
+    /// beside the run's own, which goes on being recorded.
+    pub launch_hold: Option<(&'static str, String)>,
 }
 
 impl KubeStore {
@@ -39,6 +42,7 @@ impl KubeStore {
             plan: None,
             pinned: None,
             spec_changed: None,
+            launch_hold: None,
         }
     }
 
@@ -127,7 +131,26 @@ impl KubeStore {
             run: JsonText::of(run),
             plan: self.plan.clone().or(previous.plan),
             pinned: self.pinned.clone().or(previous.pinned),
-            conditions: conditions(&previous.conditions, run, &ctx, Timestamp::now()),
+            conditions: {
+                let now = Timestamp::now();
+                let derived = conditions(&previous.conditions, run, &ctx, now);
+                match &self.launch_hold {
+                    // The previous Held keeps its transition time (`held` looks it up there).
+                    Some((reason, message)) => {
+                        let mut with_previous_held = derived;
+                        with_previous_held.extend(
+                            previous
+                                .conditions
+                                .iter()
+                                .filter(|c| c.type_ == conditions::HELD)
+                                .cloned(),
+                        );
+                        let generation = self.object.meta().generation;
+                        held(&with_previous_held, reason, message, generation, now)
+                    }
+                    None => derived,
+                }
+            },
         }
     }
 

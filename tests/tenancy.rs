@@ -1,0 +1,462 @@
+//! SequencePolicies through the real binary, a real API server and the emulator: what a policy
+//! does not allow is refused before anything launches, whatever the source (inline, ConfigMap,
+//! S3); a started run is held when a narrowed policy forbids its next launch; a policy change or a
+//! namespace relabelled judges again at once; a namespace no policy selects is denied when the
+//! controller says so; and a tenant bound to the chart's role cannot touch a SequencePolicy.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use sequencer::controller::sequence::Sequence;
+use sequencer::controller::sequence_policy::SequencePolicy;
+use serde_json::{Value, json};
+use support::repo_root;
+use support::world::*;
+
+const POLICY: &str = "team-a";
+
+async fn install_policy_crd(world: &World) {
+    support::apiserver::install_crd(
+        &world.client,
+        &sequencer::controller::sequence_policy::crd(),
+    )
+    .await;
+}
+
+async fn label_namespace(world: &World, name: &str, labels: Value) {
+    let namespaces: Api<Namespace> = Api::all(world.client.clone());
+    if namespaces.get_opt(name).await.unwrap().is_none() {
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let patch = json!({"metadata": {"labels": labels}});
+    namespaces
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+}
+
+async fn put_policy(world: &World, allowed: Value) {
+    let policies: Api<SequencePolicy> = Api::all(world.client.clone());
+    let policy = json!({"apiVersion": "sequencer.dev/v1alpha1", "kind": "SequencePolicy",
+                        "metadata": {"name": POLICY},
+                        "spec": {"namespaces": {"selector": {"matchLabels": {"tenant": "a"}}},
+                                 "allowed": allowed}});
+    let params = PatchParams::apply("tenancy-test").force();
+    policies
+        .patch(POLICY, &params, &Patch::Apply(&policy))
+        .await
+        .unwrap();
+}
+
+fn sequence(name: &str, spec: Value) -> Sequence {
+    let mut spec = spec;
+    spec["pollIntervalSeconds"] = json!(1);
+    serde_json::from_value(
+        json!({"apiVersion": "sequencer.dev/v1alpha1", "kind": "Sequence",
+                                  "metadata": {"name": name}, "spec": spec}),
+    )
+    .unwrap()
+}
+
+fn step_on(name: &str, cluster: &str, family: &str, extra: Value) -> Value {
+    let mut parameters = json!({"cluster": cluster, "taskDefinition": format!("{family}:1"),
+                                "launchType": "FARGATE"});
+    if let (Some(p), Some(e)) = (parameters.as_object_mut(), extra.as_object()) {
+        p.extend(e.clone());
+    }
+    json!({"name": name, "type": "ecs_task", "parameters": parameters})
+}
+
+/// The condition `type_` of `namespace/name` once it is True.
+async fn wait_true(world: &World, namespace: &str, name: &str, type_: &str) -> (String, String) {
+    let api: Api<Sequence> = Api::namespaced(world.client.clone(), namespace);
+    let start = Instant::now();
+    loop {
+        let seq = api.get(name).await.unwrap();
+        let found = seq.status.as_ref().and_then(|s| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == type_ && c.status == "True")
+                .map(|c| (c.reason.clone(), c.message.clone()))
+        });
+        if let Some(found) = found {
+            return found;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{namespace}/{name} never became {type_}: {:#?}",
+            seq.status
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn launches_of(world: &World, family: &str) -> usize {
+    world
+        .emu
+        .calls_of("RunTask")
+        .iter()
+        .filter(|c| c["request"]["taskDefinition"] == format!("{family}:1"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_refuses_what_it_does_not_allow_from_any_source_and_holds_a_started_run() {
+    let world = World::start().await;
+    install_policy_crd(&world).await;
+    label_namespace(&world, "default", json!({"tenant": "a"})).await;
+    put_policy(
+        &world,
+        json!({"clusters": ["etl"], "taskDefinitions": ["quick", "slow"], "taskRoleArns": [],
+               "sourceBuckets": ["team-a-batches"], "maxCount": 2}),
+    )
+    .await;
+    let s3 = world.emu.s3().await;
+    s3.create_bucket()
+        .bucket("team-a-batches")
+        .send()
+        .await
+        .unwrap();
+    let bad_batch = "- load:\n    type: ecs_task\n    parameters: {cluster: etl, task_definition: 'bad:1', launch_type: FARGATE}\n";
+    s3.put_object()
+        .bucket("team-a-batches")
+        .key("batch.yml")
+        .body(bad_batch.as_bytes().to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let maps: Api<ConfigMap> = Api::namespaced(world.client.clone(), "default");
+    let map = json!({"metadata": {"name": "nightly"}, "data": {"batch.yml": bad_batch}});
+    maps.create(
+        &PostParams::default(),
+        &serde_json::from_value(map).unwrap(),
+    )
+    .await
+    .unwrap();
+    let (controller, _log) = world.controller_with(&[]);
+
+    let role = json!({"overrides": {"taskRoleArn": "arn:aws:iam::123456789012:role/admin"}});
+    let cases = [
+        (
+            "allowed",
+            json!({"steps": [step_on("one", "etl", "quick", json!({}))]}),
+            None,
+        ),
+        (
+            "cluster",
+            json!({"steps": [step_on("one", "etl", "quick", json!({})), step_on("two", "prod", "quick", json!({}))]}),
+            Some(
+                r#"step 2 (two): cluster "prod" is not allowed by SequencePolicy team-a: one of "etl""#,
+            ),
+        ),
+        (
+            "family",
+            json!({"steps": [step_on("one", "etl", "bad", json!({}))]}),
+            Some(r#"step 1 (one): taskDefinition "bad:1" is not allowed"#),
+        ),
+        (
+            "role",
+            json!({"steps": [step_on("one", "etl", "quick", role)]}),
+            Some(
+                r#"overrides.taskRoleArn "arn:aws:iam::123456789012:role/admin" is not allowed by SequencePolicy team-a: none is allowed"#,
+            ),
+        ),
+        (
+            "count",
+            json!({"steps": [step_on("one", "etl", "quick", json!({"count": 3}))]}),
+            Some(r#"step 1 (one): count "3" is not allowed by SequencePolicy team-a: at most 2"#),
+        ),
+        (
+            "configmap",
+            json!({"source": {"configMap": {"name": "nightly", "key": "batch.yml"}}}),
+            Some(r#"step 1 (load): taskDefinition "bad:1" is not allowed"#),
+        ),
+        (
+            "s3-step",
+            json!({"source": {"s3": {"uri": "s3://team-a-batches/batch.yml"}}}),
+            Some(r#"step 1 (load): taskDefinition "bad:1" is not allowed"#),
+        ),
+        (
+            // Refused before it is read: the bucket does not even exist (reading it would be a
+            // SourceError).
+            "s3-bucket",
+            json!({"source": {"s3": {"uri": "s3://someone-elses/batch.yml"}}}),
+            Some(
+                r#"source.s3 bucket "someone-elses" is not allowed by SequencePolicy team-a: one of "team-a-batches""#,
+            ),
+        ),
+    ];
+    for (name, spec, _) in &cases {
+        world
+            .sequences()
+            .create(&PostParams::default(), &sequence(name, spec.clone()))
+            .await
+            .unwrap();
+    }
+    for (name, _, denial) in &cases {
+        match denial {
+            None => {
+                wait_true(&world, "default", name, "Complete").await;
+            }
+            Some(expected) => {
+                let (reason, message) = wait_true(&world, "default", name, "Failed").await;
+                assert_eq!(reason, "PolicyDenied", "{name}: {message}");
+                assert!(message.contains(expected), "{name}: {message}");
+            }
+        }
+    }
+    let notes = world
+        .wait_event_notes("PolicyDenied", cases.len() - 1)
+        .await;
+    assert!(
+        notes.iter().any(|n| n.contains(r#"cluster "prod""#)),
+        "{notes:?}"
+    );
+    // Nothing of a refused Sequence was launched: not even the allowed first step of `cluster`.
+    assert_eq!(world.emu.calls_of("RunTask").len(), 1);
+    assert_eq!(launches_of(&world, "quick"), 1);
+
+    // The policy widened: the Sequence it refused is judged again at once (its spec never
+    // changed and an inline Sequence is not retried by itself) and runs.
+    put_policy(
+        &world,
+        json!({"clusters": ["etl"], "taskDefinitions": ["quick", "slow"], "taskRoleArns": [],
+               "sourceBuckets": ["team-a-batches"], "maxCount": 3}),
+    )
+    .await;
+    wait_true(&world, "default", "count", "Complete").await;
+    assert_eq!(
+        launches_of(&world, "quick"),
+        2,
+        "one RunTask more, for 3 tasks"
+    );
+    let last = world.emu.calls_of("RunTask").pop().unwrap();
+    assert_eq!(last["request"]["count"], 3);
+
+    // A started run whose next step a narrowed policy forbids is held, not failed: its status is
+    // kept, nothing more is launched, and it goes on once the policy allows it again.
+    world
+        .sequences()
+        .create(
+            &PostParams::default(),
+            &sequence(
+                "held",
+                json!({"steps": [step_on("first", "etl", "slow", json!({})), step_on("second", "etl", "quick", json!({}))]}),
+            ),
+        )
+        .await
+        .unwrap();
+    wait_true(&world, "default", "held", "Running").await;
+    let slow_task = slow_task_of(&world).await;
+    put_policy(
+        &world,
+        json!({"clusters": ["etl"], "taskDefinitions": ["slow"], "taskRoleArns": [],
+               "sourceBuckets": ["team-a-batches"], "maxCount": 3}),
+    )
+    .await;
+    // The watch has the narrowed policy before the first step ends.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    world
+        .emu
+        .finish_task(&slow_task, Some(0), "EssentialContainerExited", "done");
+    let (reason, message) = wait_true(&world, "default", "held", "Held").await;
+    assert_eq!(reason, "PolicyDenied");
+    assert!(
+        message.contains(r#"step 2 (second): taskDefinition "quick:1" is not allowed"#),
+        "{message}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        launches_of(&world, "quick"),
+        2,
+        "the held run launched nothing"
+    );
+    let held = world.sequences().get("held").await.unwrap();
+    let run = held.status.as_ref().and_then(|s| s.run.as_ref()).unwrap();
+    assert_eq!(run.to_value()["steps"][0]["phase"], "Succeeded", "{run:?}");
+    world
+        .wait_event_notes("PolicyDenied", cases.len())
+        .await
+        .iter()
+        .find(|n| n.contains("the run is held"))
+        .expect("a Warning Event says the run is held");
+
+    put_policy(
+        &world,
+        json!({"clusters": ["etl"], "taskDefinitions": ["slow", "quick"], "taskRoleArns": [],
+               "sourceBuckets": ["team-a-batches"], "maxCount": 3}),
+    )
+    .await;
+    let done = world
+        .wait_condition("held", "Complete", Duration::from_secs(60))
+        .await;
+    let conditions = &done.status.unwrap().conditions;
+    assert!(
+        !conditions.iter().any(|c| c.type_ == "Held"),
+        "the hold is lifted: {conditions:?}"
+    );
+    assert_eq!(launches_of(&world, "quick"), 3);
+    assert_eq!(launches_of(&world, "slow"), 1);
+    assert_eq!(
+        world.emu.calls_of("RunTask").len(),
+        4,
+        "nothing refused was launched"
+    );
+    stop(controller);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unselected_namespace_is_denied_until_a_policy_selects_it_and_tenants_cannot_touch_policies()
+ {
+    let world = World::start().await;
+    install_policy_crd(&world).await;
+    put_policy(&world, json!({"clusters": ["etl"]})).await;
+    label_namespace(&world, "team-b", json!({"team": "b"})).await;
+    let (controller, _log) = world.controller_with(&["--unselected-namespaces", "deny"]);
+
+    let team_b: Api<Sequence> = Api::namespaced(world.client.clone(), "team-b");
+    let steps = json!({"steps": [step_on("one", "etl", "quick", json!({}))]});
+    team_b
+        .create(&PostParams::default(), &sequence("nightly", steps.clone()))
+        .await
+        .unwrap();
+    let (reason, message) = wait_true(&world, "team-b", "nightly", "Failed").await;
+    assert_eq!(reason, "PolicyDenied");
+    assert!(
+        message.contains("namespace team-b is not selected by any SequencePolicy"),
+        "{message}"
+    );
+    assert!(world.emu.calls_of("RunTask").is_empty());
+
+    // The admin labels the namespace into the policy: judged again at once, and it runs.
+    label_namespace(&world, "team-b", json!({"tenant": "a"})).await;
+    wait_true(&world, "team-b", "nightly", "Complete").await;
+    assert_eq!(world.emu.calls_of("RunTask").len(), 1);
+    stop(controller);
+
+    // A tenant bound to the chart's edit role in its namespace runs Sequences there and cannot
+    // create, change or even list SequencePolicies.
+    let chart_roles = std::fs::read_to_string(repo_root().join("deploy/tenant-rbac.yaml")).unwrap();
+    let roles: Vec<Value> = serde_saphyr::from_multiple(&chart_roles).unwrap();
+    for role in roles.iter().filter(|r| !r.is_null()) {
+        let api: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(world.client.clone());
+        api.create(
+            &PostParams::default(),
+            &serde_json::from_value(role.clone()).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    let accounts: Api<ServiceAccount> = Api::namespaced(world.client.clone(), "team-b");
+    accounts
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "tenant"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> =
+        Api::namespaced(world.client.clone(), "team-b");
+    let binding = json!({"metadata": {"name": "tenant-edit"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "sequencer-edit"},
+        "subjects": [{"kind": "ServiceAccount", "name": "tenant", "namespace": "team-b"}]});
+    bindings
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(binding).unwrap(),
+        )
+        .await
+        .unwrap();
+    let tenant = tenant_client(&world, &accounts).await;
+    let own: Api<Sequence> = Api::namespaced(tenant.clone(), "team-b");
+    own.create(&PostParams::default(), &sequence("mine", steps))
+        .await
+        .expect("the tenant may create Sequences in its namespace");
+    let policies: Api<SequencePolicy> = Api::all(tenant);
+    let forbidden = |result: Result<(), kube::Error>, what: &str| match result {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 403, "{what}: {status:?}"),
+        other => panic!("{what}: not forbidden: {other:?}"),
+    };
+    let mine = json!({"apiVersion": "sequencer.dev/v1alpha1", "kind": "SequencePolicy",
+                      "metadata": {"name": "mine"}, "spec": {"namespaces": {"names": ["team-b"]}}});
+    forbidden(
+        policies
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(mine).unwrap(),
+            )
+            .await
+            .map(drop),
+        "create",
+    );
+    let widen = json!({"spec": {"allowed": {"clusters": null}}});
+    forbidden(
+        policies
+            .patch(POLICY, &PatchParams::default(), &Patch::Merge(&widen))
+            .await
+            .map(drop),
+        "patch",
+    );
+    forbidden(
+        policies.delete(POLICY, &Default::default()).await.map(drop),
+        "delete",
+    );
+    forbidden(policies.list(&Default::default()).await.map(drop), "list");
+}
+
+/// The task of the first step of `held`, once it is recorded.
+async fn slow_task_of(world: &World) -> String {
+    let start = Instant::now();
+    loop {
+        let seq = world.sequences().get("held").await.unwrap();
+        let run = seq.status.and_then(|s| s.run).map(|r| r.to_value());
+        let arn = run.as_ref().and_then(|r| {
+            r["steps"][0]["attempts"][0]["tasks"][0]["taskArn"]
+                .as_str()
+                .map(str::to_owned)
+        });
+        if let Some(arn) = arn {
+            return arn;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no task: {run:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A client acting as ServiceAccount team-b/tenant (a token from the TokenRequest API).
+async fn tenant_client(world: &World, accounts: &Api<ServiceAccount>) -> kube::Client {
+    let request = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                         "spec": {"audiences": [], "expirationSeconds": 3600}});
+    let answer: Value = accounts
+        .create_subresource("token", "tenant", &PostParams::default(), &request)
+        .await
+        .unwrap();
+    let token = answer["status"]["token"].as_str().unwrap().to_owned();
+    let admin: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(&world.server.kubeconfig).unwrap())
+            .unwrap();
+    let config = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "test", "cluster": admin["clusters"][0]["cluster"]}],
+        "users": [{"name": "tenant", "user": {"token": token}}],
+        "contexts": [{"name": "tenant", "context": {"cluster": "test", "user": "tenant"}}],
+        "current-context": "tenant"
+    });
+    let kubeconfig: kube::config::Kubeconfig = serde_json::from_value(config).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
