@@ -460,3 +460,122 @@ async fn tenant_client(world: &World, accounts: &Api<ServiceAccount>) -> kube::C
         .unwrap();
     kube::Client::try_from(config).unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_namespaces_sequences_act_as_the_role_its_policy_names() {
+    const ROLE: &str = "arn:aws:iam::123456789012:role/team-a-batch";
+    let world = World::start().await;
+    install_policy_crd(&world).await;
+    label_namespace(&world, "team-a", json!({})).await;
+    let policies: Api<SequencePolicy> = Api::all(world.client.clone());
+    let policy = json!({"apiVersion": "sequencer.dev/v1alpha1", "kind": "SequencePolicy",
+                        "metadata": {"name": "team-a"},
+                        "spec": {"namespaces": {"names": ["team-a"]},
+                                 "aws": {"roleArn": ROLE, "externalId": "team-a-ext"}}});
+    policies
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(policy).unwrap(),
+        )
+        .await
+        .unwrap();
+    let (controller, _log) = world.controller_with(&[]);
+
+    let team_a: Api<Sequence> = Api::namespaced(world.client.clone(), "team-a");
+    let steps = |family: &str| json!({"steps": [step_on("one", "etl", family, json!({})), step_on("two", "etl", family, json!({}))]});
+    team_a
+        .create(&PostParams::default(), &sequence("nightly", steps("quick")))
+        .await
+        .unwrap();
+    // A namespace no policy selects keeps the controller's own identity.
+    world
+        .sequences()
+        .create(&PostParams::default(), &sequence("own", steps("steady")))
+        .await
+        .unwrap();
+    wait_true(&world, "team-a", "nightly", "Complete").await;
+    wait_true(&world, "default", "own", "Complete").await;
+
+    let sts: Vec<Value> = world
+        .emu
+        .calls()
+        .into_iter()
+        .filter(|c| c["service"] == "sts")
+        .collect();
+    assert!(!sts.is_empty(), "no STS call");
+    for call in &sts {
+        assert_eq!(call["operation"], "AssumeRole", "{call}");
+        assert_eq!(call["roleArn"], ROLE, "{call}");
+        assert_eq!(call["roleSessionName"], "sequencer-team-a", "{call}");
+        assert_eq!(call["externalId"], "team-a-ext", "{call}");
+        assert_eq!(
+            call["tags"],
+            json!({"sequencer.dev/namespace": "team-a"}),
+            "{call}"
+        );
+        assert_eq!(
+            call["accessKey"], "emulator",
+            "assumed with the controller's own key"
+        );
+    }
+    let assumed: Vec<&str> = sts
+        .iter()
+        .filter_map(|c| c["assumedAccessKey"].as_str())
+        .collect();
+    assert!(
+        !assumed.is_empty() && !assumed.contains(&"emulator"),
+        "{sts:?}"
+    );
+    // Every ECS call for team-a's tasks is signed by the assumed session; the other Sequence's by
+    // the controller's own key.
+    let nightly = team_a.get("nightly").await.unwrap();
+    let status = nightly.status.unwrap();
+    assert_eq!(
+        status
+            .pinned
+            .as_ref()
+            .and_then(|p| p.aws_role_arn.as_deref()),
+        Some(ROLE)
+    );
+    let run = status.run.unwrap().to_value();
+    let team_a_tasks: Vec<String> = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            s["attempts"][0]["tasks"][0]["taskArn"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(team_a_tasks.len(), 2);
+    let mut checked = (0, 0, 0);
+    for call in world.emu.calls().iter().filter(|c| c["service"].is_null()) {
+        let request = call["request"].to_string();
+        let family = call["request"]["taskDefinition"]
+            .as_str()
+            .unwrap_or_default();
+        let for_team_a = family == "quick:1" || team_a_tasks.iter().any(|t| request.contains(t));
+        let for_own = family == "steady:1";
+        let key = call["accessKey"].as_str().unwrap_or_default();
+        if for_team_a {
+            assert!(
+                assumed.contains(&key),
+                "team-a's call signed by {key}: {call}"
+            );
+            if call["operation"] == "RunTask" {
+                checked.0 += 1;
+            } else if call["operation"] == "DescribeTasks" {
+                checked.1 += 1;
+            }
+        } else if for_own {
+            assert_eq!(key, "emulator", "{call}");
+            checked.2 += 1;
+        }
+    }
+    assert_eq!(checked.0, 2, "team-a's two RunTask calls");
+    assert!(checked.1 >= 1, "team-a's tasks were described");
+    assert_eq!(checked.2, 2, "the other Sequence's two RunTask calls");
+    stop(controller);
+}

@@ -106,6 +106,8 @@ pub async fn resolve(
                 source: source_label(seq),
                 s3_version_id: object.as_ref().and_then(|o| o.version_id.clone()),
                 s3_etag: object.as_ref().and_then(|o| o.etag.clone()),
+                aws_role_arn: clients.role.as_ref().map(|r| r.role_arn.clone()),
+                aws_external_id: clients.role.as_ref().and_then(|r| r.external_id.clone()),
             };
             (steps, pinned, None)
         }

@@ -20,7 +20,7 @@ use crate::controller::metrics::Metrics;
 use crate::controller::task_events::{Hint, TaskChange};
 use crate::controller::undecodable::GuardedSequence;
 use crate::ecs::Executor;
-use crate::ecs::clients::{AwsClients, RegionClients};
+use crate::ecs::clients::{AssumedRole, AwsClients, RegionClients};
 use jiff::Timestamp;
 use sequencer_core::action::Action;
 use sequencer_core::engine::DESCRIBE_BATCH;
@@ -41,6 +41,9 @@ pub struct ClusterKey {
     pub region: String,
     /// `None` is the account's default cluster.
     pub cluster: Option<String>,
+    /// The role the tasks were launched as (`None`: the controller's own identity); another
+    /// role is usually another account, whose tasks only it can describe.
+    pub role: Option<AssumedRole>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -108,7 +111,7 @@ impl Describer for AwsClients {
         key: &ClusterKey,
         arns: &[String],
     ) -> Result<DescribeResponse, ApiError> {
-        let clients = self.region(Some(&key.region));
+        let clients = self.acting_as(Some(&key.region), key.role.as_ref()).await;
         clients.ecs.describe(key.cluster.as_deref(), arns).await
     }
 }
@@ -482,6 +485,7 @@ impl Executor for PolledEcs<'_> {
             let key = ClusterKey {
                 region: self.clients.region.clone(),
                 cluster: cluster.clone(),
+                role: self.clients.role.clone(),
             };
             let response =
                 self.poller
@@ -557,6 +561,7 @@ mod tests {
         ClusterKey {
             region: "us-east-1".into(),
             cluster: Some("batch".into()),
+            role: None,
         }
     }
 
@@ -877,6 +882,7 @@ mod tests {
         let other = ClusterKey {
             region: "eu-west-1".into(),
             cluster: Some("batch".into()),
+            role: None,
         };
         ecs.set("arn:a", "PENDING");
         poller.answer(&owner("a"), &key(), 10, &["arn:a".into()]);

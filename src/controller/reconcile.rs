@@ -25,11 +25,13 @@ use super::json_text::JsonText;
 use super::metrics::KindLabel;
 use super::plan_source::{POLICY_DENIED, Resolved, check_remaining, resolve};
 use super::poller::{ClusterKey, Owner, PolledEcs};
-use super::sequence::Sequence;
+use super::sequence::{PinnedSpec, Sequence};
+use super::sequence_policy::assumed_role;
 use super::status_store::KubeStore;
 use super::undecodable::{GuardedSequence, refuse_undecodable};
 use super::{Context, Error, FINALIZER};
 use crate::drive::{Driven, drive};
+use crate::ecs::clients::{AssumedRole, RegionClients};
 
 /// A running Sequence is looked at at least this often even when neither its tasks nor its
 /// timers call for it: a safety net, not the way progress is made.
@@ -166,23 +168,33 @@ async fn apply(
     observations: Vec<Observation>,
 ) -> Result<Action, Error> {
     let reference = seq.object_ref(&());
-    let region = seq
-        .status
-        .as_ref()
-        .and_then(|s| s.pinned.as_ref())
+    let namespace = seq.namespace().unwrap_or_default();
+    let pinned = seq.status.as_ref().and_then(|s| s.pinned.as_ref());
+    let region = pinned
         .map(|p| p.region.clone())
         .or_else(|| seq.spec.region.clone());
-    let clients = ctx.aws.region(region.as_deref());
-    let mut store = KubeStore::new(api.clone(), seq, ctx.freshness.clone());
-    let client = &ctx.client;
     let deleting = seq.metadata.deletion_timestamp.is_some();
     // A deleted Sequence only stops its tasks, which no policy forbids.
     let governing = if deleting {
         Ok(Vec::new())
     } else {
         ctx.tenancy.synced().await;
-        ctx.tenancy.governing(&seq.namespace().unwrap_or_default())
+        ctx.tenancy.governing(&namespace)
     };
+    // A run acts as the identity pinned when it started; a new one as its policies say now.
+    let (governing, role) = match pinned {
+        Some(pinned) => (governing, pinned_role(pinned, &namespace)),
+        None => match governing.map(|policies| {
+            let role = assumed_role(&namespace, &policies);
+            (policies, role)
+        }) {
+            Ok((policies, Ok(role))) => (Ok(policies), role),
+            Ok((_, Err(why))) | Err(why) => (Err(why), None),
+        },
+    };
+    let clients = ctx.aws.acting_as(region.as_deref(), role.as_ref()).await;
+    let mut store = KubeStore::new(api.clone(), seq, ctx.freshness.clone());
+    let client = &ctx.client;
     let interval = ctx.default_poll_interval_seconds;
     let resolved = match resolve(seq, &clients, client, &governing, interval).await {
         Ok(resolved) => resolved,
@@ -279,7 +291,7 @@ async fn apply(
         ctx.poller.release(&owner);
         return Ok(Action::await_change());
     }
-    hand_tasks_to_poller(ctx, &owner, &ecs.clients.region, plan, &driven.status);
+    hand_tasks_to_poller(ctx, &owner, &ecs.clients, plan, &driven.status);
     Ok(match (&launch_hold, next_look(&driven)) {
         // Judged again now and then even when nothing else would wake it (see POLICY_RECHECK).
         (Some(_), look) if look == Action::await_change() => Action::requeue(POLICY_RECHECK),
@@ -337,6 +349,15 @@ async fn hold(
     Ok(())
 }
 
+/// The role a started run acts as, from its pinned record.
+fn pinned_role(pinned: &PinnedSpec, namespace: &str) -> Option<AssumedRole> {
+    pinned.aws_role_arn.as_ref().map(|arn| AssumedRole {
+        role_arn: arn.clone(),
+        external_id: pinned.aws_external_id.clone(),
+        namespace: namespace.to_owned(),
+    })
+}
+
 /// Whether the stored status says a policy holds the run.
 fn held_by_policy(seq: &Sequence) -> bool {
     seq.status.as_ref().is_some_and(|s| {
@@ -347,13 +368,20 @@ fn held_by_policy(seq: &Sequence) -> bool {
 }
 
 /// Tasks launched in this reconcile are handed to the poller now, not at its next look.
-fn hand_tasks_to_poller(ctx: &Context, owner: &Owner, region: &str, plan: &Plan, run: &RunStatus) {
+fn hand_tasks_to_poller(
+    ctx: &Context,
+    owner: &Owner,
+    clients: &RegionClients,
+    plan: &Plan,
+    run: &RunStatus,
+) {
     for attempt in run.steps.iter().flat_map(|s| &s.attempts) {
         let arns = attempt.unfinished_task_arns();
         if !arns.is_empty() {
             let key = ClusterKey {
-                region: region.to_owned(),
+                region: clients.region.clone(),
                 cluster: attempt.cluster.clone(),
+                role: clients.role.clone(),
             };
             ctx.poller
                 .answer(owner, &key, plan.poll_interval_seconds, &arns);
@@ -463,10 +491,15 @@ async fn cleanup_unreadable(
         return hold_with(why).await;
     }
     let run_id = seq.uid().unwrap_or_default();
-    let region = status
-        .and_then(|s| s.pinned.as_ref())
-        .map(|p| p.region.clone());
-    let ecs = &ctx.aws.region(region.as_deref()).ecs;
+    let pinned = status.and_then(|s| s.pinned.as_ref());
+    let region = pinned.map(|p| p.region.clone());
+    let namespace = seq.namespace().unwrap_or_default();
+    let role = pinned.and_then(|p| pinned_role(p, &namespace));
+    let ecs = &ctx
+        .aws
+        .acting_as(region.as_deref(), role.as_ref())
+        .await
+        .ecs;
     let mut running = 0;
     for (index, attempt) in lookups {
         let parameters = &steps[index].definition.parameters;

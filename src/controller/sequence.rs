@@ -140,6 +140,13 @@ pub struct PinnedSpec {
     pub s3_version_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3_etag: Option<String>,
+    /// The IAM role the run acts as (its SequencePolicy's `aws.roleArn` when it started); absent:
+    /// the controller's own identity. Kept for the whole run, so that its tasks are always
+    /// described and stopped by the identity that launched them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_role_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_external_id: Option<String>,
 }
 
 /// The digest that tells whether the parts of the spec a running plan is made from changed.

@@ -32,6 +32,24 @@ pub struct SequencePolicySpec {
     /// What their steps and batch sources may use; a list left out allows anything.
     #[serde(default)]
     pub allowed: Allowed,
+    /// The AWS identity their Sequences run under; left out, the controller's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<PolicyAws>,
+}
+
+/// An IAM role the controller assumes (STS AssumeRole, the session named `sequencer-<namespace>`
+/// and tagged `sequencer.dev/namespace`) for every ECS, S3 and CloudWatch Logs call of the
+/// governed Sequences, so that AWS IAM, not only this policy, bounds what they can do. The
+/// controller's own role then needs only `sts:AssumeRole` and `sts:TagSession` on it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyAws {
+    #[schemars(regex(pattern = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$"))]
+    pub role_arn: String,
+    /// The external ID the role's trust policy asks for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 1224))]
+    pub external_id: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -75,6 +93,33 @@ pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, Stri
     labels_hold && expressions_hold
 }
 
+/// The role the Sequences of `namespace` run under: the one the `governing` policies name (all
+/// that name one must name the same), or `None` for the controller's own identity.
+pub fn assumed_role(
+    namespace: &str,
+    governing: &[std::sync::Arc<SequencePolicy>],
+) -> Result<Option<crate::ecs::clients::AssumedRole>, String> {
+    use kube::ResourceExt;
+    let named: Vec<(String, &PolicyAws)> = governing
+        .iter()
+        .filter_map(|p| p.spec.aws.as_ref().map(|aws| (p.name_any(), aws)))
+        .collect();
+    let Some((_, first)) = named.first() else {
+        return Ok(None);
+    };
+    if let Some((other, aws)) = named.iter().find(|(_, aws)| *aws != *first) {
+        return Err(format!(
+            "the SequencePolicies governing namespace {namespace} name different AWS identities ({} names {}, {other} names {}): an admin must make them agree",
+            named[0].0, first.role_arn, aws.role_arn
+        ));
+    }
+    Ok(Some(crate::ecs::clients::AssumedRole {
+        role_arn: first.role_arn.clone(),
+        external_id: first.external_id.clone(),
+        namespace: namespace.to_owned(),
+    }))
+}
+
 pub fn crd() -> CustomResourceDefinition {
     SequencePolicy::crd()
 }
@@ -97,6 +142,47 @@ mod tests {
 
     fn spec(namespaces: serde_json::Value) -> SequencePolicySpec {
         serde_json::from_value(json!({"namespaces": namespaces})).unwrap()
+    }
+
+    fn policy(name: &str, aws: serde_json::Value) -> std::sync::Arc<SequencePolicy> {
+        let mut spec = json!({"namespaces": {"names": ["team-a"]}});
+        if !aws.is_null() {
+            spec["aws"] = aws;
+        }
+        std::sync::Arc::new(SequencePolicy::new(
+            name,
+            serde_json::from_value(spec).unwrap(),
+        ))
+    }
+
+    #[test]
+    fn the_governing_policies_name_one_role_or_none() {
+        let role = "arn:aws:iam::111111111111:role/team-a";
+        let with_role = policy("a", json!({"roleArn": role}));
+        let without = policy("b", serde_json::Value::Null);
+        assert_eq!(
+            assumed_role("team-a", std::slice::from_ref(&without)),
+            Ok(None)
+        );
+        let assumed = assumed_role("team-a", &[without.clone(), with_role.clone(), with_role])
+            .unwrap()
+            .unwrap();
+        assert_eq!(assumed.role_arn, role);
+        assert_eq!(assumed.namespace, "team-a");
+        assert_eq!(assumed.session_name(), "sequencer-team-a");
+        let other = policy("c", json!({"roleArn": role, "externalId": "x1"}));
+        let conflict =
+            assumed_role("team-a", &[policy("a", json!({"roleArn": role})), other]).unwrap_err();
+        assert!(
+            conflict.contains("different AWS identities") && conflict.contains("c names"),
+            "{conflict}"
+        );
+        let long = crate::ecs::clients::AssumedRole {
+            role_arn: role.into(),
+            external_id: None,
+            namespace: "n".repeat(63),
+        };
+        assert_eq!(long.session_name().len(), 64);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! AWS configuration and clients. The CLI uses one region; the controller keeps one ECS and one
-//! S3 client per region its Sequences name (`spec.region`), made on first use.
+//! S3 client per region its Sequences name (`spec.region`) and per IAM role it assumes for them
+//! (a SequencePolicy's `aws.roleArn`), made on first use.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -7,8 +8,10 @@ use std::time::Duration;
 
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
+use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
 
 use crate::ecs::Ecs;
 use crate::ecs::limits::{CallLimitSettings, CallLimits};
@@ -43,22 +46,51 @@ pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(conf)
 }
 
-/// The clients for one region.
+/// The clients for one region, acting as the controller itself or as a role it assumed.
 #[derive(Clone, Debug)]
 pub struct RegionClients {
     pub region: String,
+    /// `None`: the controller's own identity.
+    pub role: Option<AssumedRole>,
     pub ecs: Ecs,
     pub s3: aws_sdk_s3::Client,
 }
 
-/// Clients by region, sharing credentials and settings with the controller's default config.
+/// An IAM role assumed for the Sequences of one namespace: the STS session is named after the
+/// namespace and tagged with it, so that CloudTrail and the role's trust policy see whose work it
+/// is.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct AssumedRole {
+    pub role_arn: String,
+    pub external_id: Option<String>,
+    pub namespace: String,
+}
+
+/// The session tag naming the namespace whose Sequences a session acts for.
+pub const NAMESPACE_SESSION_TAG: &str = "sequencer.dev/namespace";
+
+impl AssumedRole {
+    /// `sequencer-<namespace>`, within STS's 64 characters of `[\w+=,.@-]` (a namespace name is
+    /// already within that alphabet).
+    pub fn session_name(&self) -> String {
+        let name: String = format!("sequencer-{}", self.namespace)
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(*c))
+            .take(64)
+            .collect();
+        name
+    }
+}
+
+/// Clients by region and identity, sharing settings with the controller's default config.
 pub struct AwsClients {
     base: SdkConfig,
-    /// The rate and concurrency of each region's ECS calls.
+    /// The rate and concurrency of each region's ECS calls (per role too: another role is
+    /// usually another account, with throttles of its own).
     ecs_limits: CallLimitSettings,
     /// One log reader for every region (it keeps a client per log region itself).
     logs: LogReader,
-    by_region: Mutex<HashMap<String, RegionClients>>,
+    by_region: Mutex<HashMap<(String, Option<AssumedRole>), RegionClients>>,
 }
 
 impl AwsClients {
@@ -89,34 +121,100 @@ impl AwsClients {
         aws_sdk_sqs::Client::new(&config.build())
     }
 
-    /// The clients for `region` (the default region when `None`).
-    pub fn region(&self, region: Option<&str>) -> RegionClients {
-        let name = region
+    fn region_name(&self, region: Option<&str>) -> String {
+        region
             .filter(|r| !r.is_empty())
             .map(str::to_owned)
-            .unwrap_or_else(|| self.default_region());
+            .unwrap_or_else(|| self.default_region())
+    }
+
+    fn cached(&self, key: &(String, Option<AssumedRole>)) -> Option<RegionClients> {
+        let map = self
+            .by_region
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(key).cloned()
+    }
+
+    fn keep(&self, key: (String, Option<AssumedRole>), made: RegionClients) -> RegionClients {
         let mut map = self
             .by_region
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.entry(name.clone())
-            .or_insert_with(|| {
-                let config = self
-                    .base
-                    .to_builder()
-                    .region(Region::new(name.clone()))
-                    .build();
-                RegionClients {
-                    region: name,
-                    ecs: Ecs::new(
-                        aws_sdk_ecs::Client::new(&config),
-                        self.logs.clone(),
-                        CallLimits::new(self.ecs_limits),
-                    ),
-                    s3: s3_client(&config),
-                }
-            })
-            .clone()
+        // Two callers may have made them at once: the first kept wins, so every caller shares
+        // one set of call limits.
+        map.entry(key).or_insert(made).clone()
+    }
+
+    /// The clients for `region` (the default region when `None`), as the controller itself.
+    pub fn region(&self, region: Option<&str>) -> RegionClients {
+        let key = (self.region_name(region), None);
+        if let Some(clients) = self.cached(&key) {
+            return clients;
+        }
+        let config = self
+            .base
+            .to_builder()
+            .region(Region::new(key.0.clone()))
+            .build();
+        let made = self.make(&key.0, None, &config, self.logs.clone());
+        self.keep(key, made)
+    }
+
+    /// The clients for `region` acting as `role` (assumed through STS with the controller's own
+    /// credentials; the SDK caches the session's credentials and renews them before they expire),
+    /// or as the controller itself when `role` is `None`.
+    pub async fn acting_as(
+        &self,
+        region: Option<&str>,
+        role: Option<&AssumedRole>,
+    ) -> RegionClients {
+        let Some(role) = role else {
+            return self.region(region);
+        };
+        let key = (self.region_name(region), Some(role.clone()));
+        if let Some(clients) = self.cached(&key) {
+            return clients;
+        }
+        let regional = self
+            .base
+            .to_builder()
+            .region(Region::new(key.0.clone()))
+            .build();
+        let provider = AssumeRoleProvider::builder(role.role_arn.clone())
+            .session_name(role.session_name())
+            .tags([(NAMESPACE_SESSION_TAG, role.namespace.as_str())])
+            .configure(&regional);
+        let provider = match &role.external_id {
+            Some(id) => provider.external_id(id.clone()),
+            None => provider,
+        };
+        let provider = provider.build().await;
+        let config = regional
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(provider))
+            .build();
+        let made = self.make(&key.0, Some(role.clone()), &config, LogReader::new(&config));
+        self.keep(key, made)
+    }
+
+    fn make(
+        &self,
+        region: &str,
+        role: Option<AssumedRole>,
+        config: &SdkConfig,
+        logs: LogReader,
+    ) -> RegionClients {
+        RegionClients {
+            region: region.to_owned(),
+            role,
+            ecs: Ecs::new(
+                aws_sdk_ecs::Client::new(config),
+                logs,
+                CallLimits::new(self.ecs_limits),
+            ),
+            s3: s3_client(config),
+        }
     }
 }
 /// The region in an SQS queue URL's host (`sqs.<region>.amazonaws.com`, or the legacy

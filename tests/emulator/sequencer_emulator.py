@@ -32,8 +32,12 @@ and moto does not is added here, in front of moto's own WSGI app:
 * Container behaviour by attempt: SEQ_EMU_FAIL_ATTEMPTS=k in the container environment makes
   attempts 1..k (the RunTask tag sequencer.dev/attempt) exit with SEQ_EMU_EXIT_CODE or 1, and later
   attempts exit 0: a step that succeeds on a retry.
-* GET /_ext/calls lists every ECS call (operation, cluster, startedBy, clientToken, the whole request) for assertions
-  such as "RunTask was called once per startedBy". POST /_ext/reset clears the extension's state.
+* GET /_ext/calls lists every ECS call (operation, the access key that signed it, cluster, startedBy,
+  clientToken, the whole request) for assertions such as "RunTask was called once per startedBy".
+  POST /_ext/reset clears the extension's state.
+* STS is moto's; each of its calls is listed in /_ext/calls too (service "sts": the signing key,
+  roleArn, roleSessionName, externalId, session tags, and the access key moto handed out), so that a
+  test can tell which role signed an ECS call.
 * A task gets one container per container definition (moto makes one, from the first).
 * POST /_ext/ecs/forget-task {"task": ARN} makes ECS forget a task (it then answers MISSING).
 * CloudWatch Logs is moto's (ECS there writes no log lines: tests write them, into the stream the
@@ -51,8 +55,10 @@ import copy
 import io
 import json
 import random
+import re
 import sys
 import threading
+import urllib.parse
 import time
 import uuid
 from datetime import datetime, timezone
@@ -109,7 +115,38 @@ class Extension:
             body = read_body(environ)
             with self.lock:
                 return self.ecs(target[len(ECS_TARGET):], body, environ, start_response)
+        service, access_key = signing_scope(environ)
+        if service == "sts":
+            return self.sts(access_key, environ, start_response)
         return self.app(environ, start_response)
+
+    # ----- STS: moto's, with each AssumeRole and the key it handed out listed in /_ext/calls -------
+
+    def sts(self, access_key, environ, start_response):
+        form = urllib.parse.parse_qs(read_body(environ).decode("utf-8", "replace"))
+        first = lambda key: (form.get(key) or [None])[0]
+        tags = {}
+        n = 1
+        while first(f"Tags.member.{n}.Key") is not None:
+            tags[first(f"Tags.member.{n}.Key")] = first(f"Tags.member.{n}.Value")
+            n += 1
+        answer = {}
+
+        def capture(status, headers, exc_info=None):
+            answer["status"] = status
+            return start_response(status, headers, exc_info)
+
+        body = b"".join(self.app(environ, capture))
+        handed_out = re.search(rb"<AccessKeyId>([^<]+)</AccessKeyId>", body)
+        with self.lock:
+            self.calls.append({
+                "operation": first("Action"), "service": "sts", "accessKey": access_key,
+                "roleArn": first("RoleArn"), "roleSessionName": first("RoleSessionName"),
+                "externalId": first("ExternalId"), "tags": tags,
+                "assumedAccessKey": handed_out.group(1).decode() if handed_out else None,
+                "time": time.time(),
+            })
+        return [body]
 
     # ----- CloudWatch Logs: moto's, with the calls counted and faults injectable -------------------
 
@@ -129,6 +166,7 @@ class Extension:
         request = parse_json(body)
         self.calls.append({
             "operation": operation,
+            "accessKey": signing_scope(environ)[1],
             "cluster": request.get("cluster"),
             "startedBy": request.get("startedBy"),
             "clientToken": request.get("clientToken"),
@@ -470,6 +508,13 @@ def finish(task, exit_codes, stop_code, reason, container_reason):
             container.exitCode = int(code)
         if container_reason:
             container.reason = container_reason
+
+
+def signing_scope(environ):
+    """The service and access key a SigV4 Authorization header names (None, None without one)."""
+    found = re.search(r"Credential=([^/]+)/[^/]+/[^/]+/([^/]+)/aws4_request",
+                      environ.get("HTTP_AUTHORIZATION", ""))
+    return (found.group(2), found.group(1)) if found else (None, None)
 
 
 def read_body(environ):
