@@ -7,10 +7,16 @@ use serde::Serialize;
 
 use crate::ecs::error_chain;
 
+pub mod git;
+
+pub use git::GitLocation;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BatchSource {
     File(PathBuf),
     S3(S3Location),
+    /// `git+URL//PATH[?ref=REF]`.
+    Git(GitLocation),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -27,6 +33,7 @@ impl fmt::Display for BatchSource {
         match self {
             BatchSource::File(path) => write!(f, "{}", path.display()),
             BatchSource::S3(s3) => write!(f, "{s3}"),
+            BatchSource::Git(git) => write!(f, "{git}"),
         }
     }
 }
@@ -44,6 +51,9 @@ impl fmt::Display for S3Location {
 impl BatchSource {
     /// `s3://bucket/key[?versionId=V]` or a local path.
     pub fn parse(text: &str) -> Result<Self, String> {
+        if let Some(url) = text.strip_prefix("git+") {
+            return parse_git(text, url).map(BatchSource::Git);
+        }
         let Some(rest) = text.strip_prefix("s3://") else {
             return Ok(BatchSource::File(PathBuf::from(text)));
         };
@@ -79,11 +89,44 @@ impl BatchSource {
 }
 
 /// A batch file's text and what is known of where it came from.
+/// `git+https://host/repo.git//path/batch.yml?ref=v1`: the repository URL, `//`, the file's path
+/// in it, and optionally the branch, tag or commit.
+fn parse_git(text: &str, url: &str) -> Result<GitLocation, String> {
+    let usage = "expected git+URL//PATH[?ref=REF], e.g. git+https://git.example.com/team/batches.git//nightly/etl.yml?ref=v1";
+    let (url, query) = match url.split_once('?') {
+        Some((u, q)) => (u, Some(q)),
+        None => (url, None),
+    };
+    let reference = match query {
+        None => None,
+        Some(q) => match q.strip_prefix("ref=") {
+            Some(r) if !r.is_empty() && !r.contains('&') => Some(r.to_owned()),
+            _ => return Err(format!("`{text}`: the only query allowed is ?ref=REF")),
+        },
+    };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!("`{text}`: {usage}"));
+    };
+    let Some((repo, path)) = rest
+        .split_once("//")
+        .filter(|(repo, path)| !repo.is_empty() && !path.is_empty())
+    else {
+        return Err(format!("`{text}`: no path in the repository: {usage}"));
+    };
+    Ok(GitLocation {
+        url: format!("{scheme}://{repo}"),
+        reference,
+        path: path.to_owned(),
+    })
+}
+
 #[derive(Clone, Debug)]
 pub struct LoadedBatch {
     pub label: String,
     pub text: String,
     pub s3: Option<S3Object>,
+    /// The commit a git source was read at.
+    pub git_commit: Option<String>,
 }
 
 /// The exact S3 object read: recorded so a run can say which version it ran.
@@ -107,6 +150,23 @@ pub enum SourceError {
     S3 { location: String, message: String },
     #[error("{location} is not UTF-8 text")]
     NotText { location: String },
+    #[error("cannot read {0}")]
+    Git(#[from] git::GitError),
+}
+
+/// Reads a batch file from git: the label names the commit, so that a line:column in an error
+/// points at the exact file.
+pub async fn load_git(
+    location: &GitLocation,
+    options: &git::GitOptions,
+) -> Result<LoadedBatch, SourceError> {
+    let file = git::load(location, options).await?;
+    Ok(LoadedBatch {
+        label: format!("{location} (commit {})", file.commit),
+        text: file.text,
+        s3: None,
+        git_commit: Some(file.commit),
+    })
 }
 
 /// Objects larger than this are not batch files.
@@ -125,6 +185,7 @@ pub async fn load_file(path: &std::path::Path) -> Result<LoadedBatch, SourceErro
         label,
         text,
         s3: None,
+        git_commit: None,
     })
 }
 
@@ -169,6 +230,7 @@ pub async fn load_s3(
         label,
         text,
         s3: Some(object),
+        git_commit: None,
     })
 }
 

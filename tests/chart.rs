@@ -6,76 +6,15 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use kube::api::{Api, DynamicObject, GroupVersionKind, PostParams};
 use kube::discovery::{Scope, pinned_kind};
 use serde_json::{Value, json};
+use support::chart::*;
 use support::repo_root;
 use support::world::*;
-
-fn helm_python() -> String {
-    support::installed("SEQUENCER_HELM_PYTHON", "tests/chart/install.sh")
-}
-
-fn helm(args: &[&str], stdin: &Value) -> Value {
-    use std::io::Write;
-    let mut child = Command::new(helm_python())
-        .arg(repo_root().join("tests/chart/helm.py"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("run helm.py");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "helm.py {args:?} failed");
-    serde_json::from_slice(&out.stdout).expect("helm.py prints JSON")
-}
-
-fn chart_path() -> String {
-    repo_root()
-        .join("charts/sequencer")
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// The chart rendered as release `sequencer` in `sequencer-system`: every object, or Helm's error.
-fn render(values: Value) -> Result<Vec<Value>, String> {
-    let out = helm(
-        &["render", &chart_path(), "sequencer", "sequencer-system"],
-        &values,
-    );
-    if let Some(error) = out["error"].as_str() {
-        return Err(error.to_owned());
-    }
-    let mut objects = Vec::new();
-    for (template, text) in out["manifests"].as_object().unwrap() {
-        if !template.ends_with(".yaml") {
-            continue;
-        }
-        let text = text.as_str().unwrap_or_default();
-        let docs: Vec<Value> = serde_saphyr::from_multiple(text)
-            .unwrap_or_else(|e| panic!("{template} is not YAML: {e}\n{text}"));
-        objects.extend(docs.into_iter().filter(|d| !d.is_null()));
-    }
-    Ok(objects)
-}
-
-fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
-    objects
-        .iter()
-        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
-        .unwrap_or_else(|| panic!("no {kind} {name} in {objects:#?}"))
-}
 
 /// Creates `object` on the API server, for real or as a server-side dry run.
 async fn create(client: &kube::Client, object: &Value, dry_run: bool) -> Result<(), String> {
@@ -287,6 +226,20 @@ async fn every_rendered_manifest_is_accepted_by_the_api_server() {
         !rules.to_string().contains("secrets"),
         "no access to Secrets: {rules}"
     );
+    let with_git = render(json!({"gitCredentials": {"enabled": true}})).unwrap();
+    let rules = &find(&with_git, "ClusterRole", "sequencer-controller")["rules"];
+    let secrets: Vec<&Value> = rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["resources"] == json!(["secrets"]))
+        .collect();
+    assert_eq!(secrets.len(), 1, "{rules}");
+    assert_eq!(secrets[0]["verbs"], json!(["get"]), "read only, never list");
+    // The root filesystem stays read-only; git fetches get a bounded scratch directory.
+    let scratch = &pod["volumes"][0];
+    assert_eq!(scratch["emptyDir"]["sizeLimit"], "512Mi");
+    assert_eq!(container["volumeMounts"][0]["mountPath"], "/tmp");
 
     let custom = render(json!({
         "replicaCount": 2,

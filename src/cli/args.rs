@@ -185,7 +185,7 @@ pub enum LogFormat {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The batch: a file path or s3://bucket/key[?versionId=V].
+    /// The batch: a file path, s3://bucket/key[?versionId=V] or git+URL//PATH[?ref=REF].
     #[arg(env = "SEQUENCER_YAML_S3_PATH")]
     pub batch: Option<String>,
     /// Print the exact RunTask requests as JSON and run nothing.
@@ -208,7 +208,7 @@ pub struct RunArgs {
 
 #[derive(Args, Debug)]
 pub struct ValidateArgs {
-    /// The batch: a file path or s3://bucket/key[?versionId=V].
+    /// The batch: a file path, s3://bucket/key[?versionId=V] or git+URL//PATH[?ref=REF].
     #[arg(env = "SEQUENCER_YAML_S3_PATH")]
     pub batch: Option<String>,
     /// human: a short report; json: the steps as sequencer understood them.

@@ -126,7 +126,7 @@ async fn load_plan(
     let Some(batch) = batch else {
         return Err(fail(
             Exit::InvalidInput,
-            "no batch given: pass a file or s3://bucket/key, or set SEQUENCER_YAML_S3_PATH",
+            "no batch given: pass a file, s3://bucket/key or git+URL//PATH?ref=REF, or set SEQUENCER_YAML_S3_PATH",
         ));
     };
     let source = BatchSource::parse(&batch).map_err(|e| fail(Exit::InvalidInput, e))?;
@@ -135,12 +135,16 @@ async fn load_plan(
         BatchSource::S3(location) => {
             source::load_s3(&s3_client(&aws_config(region).await), location).await
         }
+        // The user's git configuration applies (a credential helper for a private repository).
+        BatchSource::Git(location) => {
+            source::load_git(location, &source::git::GitOptions::default()).await
+        }
     };
     let loaded = loaded.map_err(|e| match e {
         source::SourceError::File { .. } | source::SourceError::NotText { .. } => {
             fail(Exit::InvalidInput, e)
         }
-        source::SourceError::S3 { .. } => fail(Exit::AwsOrConfig, e),
+        source::SourceError::S3 { .. } | source::SourceError::Git(_) => fail(Exit::AwsOrConfig, e),
     })?;
     let steps = file::parse(&loaded.label, &loaded.text).map_err(|e| {
         eprint!("{e}");

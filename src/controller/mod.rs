@@ -10,7 +10,7 @@
 //! Deleting a Sequence stops its tasks first (finalizer).
 //!
 //! Owns: the `Sequence` type and its CRD ([`sequence`]), its [`conditions`], one reconcile
-//! (`reconcile.rs`), where its plan comes from (`plan_source.rs`), the `.status` writes
+//! (`reconcile.rs`), where its plan comes from (`plan_source.rs`, `git_source.rs`), the `.status` writes
 //! (`status_store.rs`), not acting on a cached copy older than its own writes (`freshness.rs`), Sequences it cannot decode (`undecodable.rs`), Events and log lines (`events.rs`), the shared ECS [`poller`], Lease
 //! [`leader`] election, which objects this controller owns ([`shard`]), what tenants may run ([`sequence_policy`], [`tenancy`]), the HTTP [`server`] and its [`metrics`], and start-up and shutdown
 //! (`run.rs`). May use the core, `drive`, `ecs`, `source`, `batch` and `shutdown`; never `cli`.
@@ -20,6 +20,7 @@ mod error;
 pub mod event_recorder;
 mod events;
 mod freshness;
+mod git_source;
 pub mod json_text;
 pub mod kube_client;
 pub mod leader;

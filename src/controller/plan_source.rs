@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ResourceExt};
 use serde_json::Value;
 
+use crate::controller::git_source::{git_location, read_git};
 use crate::controller::sequence::{PinnedSpec, Sequence, spec_digest};
 use crate::controller::sequence_policy::SequencePolicy;
 use crate::ecs::clients::RegionClients;
@@ -31,7 +32,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn new(reason: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(reason: &'static str, message: impl Into<String>) -> Self {
         Refusal {
             reason,
             message: message.into(),
@@ -98,6 +99,7 @@ pub async fn resolve(
                 policy::check_steps(&p.name_any(), &p.spec.allowed, steps.iter().enumerate())
                     .map_err(|denial| Refusal::new(POLICY_DENIED, denial.to_string()))?;
             }
+            let git_commit = loaded.as_ref().and_then(|l| l.git_commit.clone());
             let object = loaded.and_then(|l| l.s3);
             let pinned = PinnedSpec {
                 generation: seq.metadata.generation,
@@ -108,6 +110,7 @@ pub async fn resolve(
                 s3_etag: object.as_ref().and_then(|o| o.etag.clone()),
                 aws_role_arn: clients.role.as_ref().map(|r| r.role_arn.clone()),
                 aws_external_id: clients.role.as_ref().and_then(|r| r.external_id.clone()),
+                git_commit,
             };
             (steps, pinned, None)
         }
@@ -137,6 +140,11 @@ fn origin_of(seq: &Sequence) -> Origin {
             _ => s3.uri.clone(),
         };
         return Origin::S3 { bucket };
+    }
+    if let Some(git) = source.and_then(|s| s.git.as_ref()) {
+        return Origin::Git {
+            url: git.url.clone(),
+        };
     }
     if source.is_some_and(|s| s.config_map.is_some()) {
         return Origin::ConfigMap;
@@ -169,6 +177,9 @@ pub fn check_remaining(
 }
 
 fn source_label(seq: &Sequence) -> String {
+    if let Some(git) = seq.spec.source.as_ref().and_then(|s| s.git.as_ref()) {
+        return git_location(git).to_string();
+    }
     match seq.spec.source.as_ref().map(|s| (&s.s3, &s.config_map)) {
         Some((Some(s3), _)) => s3.uri.clone(),
         Some((None, Some(cm))) => format!(
@@ -220,7 +231,17 @@ async fn read_source(
     clients: &RegionClients,
     client: &kube::Client,
 ) -> Result<LoadedBatch, Refusal> {
-    match seq.spec.source.as_ref().map(|s| (&s.s3, &s.config_map)) {
+    let source = seq.spec.source.as_ref();
+    if let Some(git) = source.and_then(|s| s.git.as_ref()) {
+        if source.is_some_and(|s| s.s3.is_some() || s.config_map.is_some()) {
+            return Err(Refusal::new(
+                "InvalidSpec",
+                "spec.source needs exactly one of s3, configMap and git",
+            ));
+        }
+        return read_git(seq, git, client).await;
+    }
+    match source.map(|s| (&s.s3, &s.config_map)) {
         Some((Some(s3), None)) => {
             let Ok(BatchSource::S3(mut location)) = BatchSource::parse(&s3.uri) else {
                 return Err(Refusal::new(
@@ -261,11 +282,12 @@ async fn read_source(
                 label,
                 text,
                 s3: None,
+                git_commit: None,
             })
         }
         _ => Err(Refusal::new(
             "InvalidSpec",
-            "spec.source needs exactly one of s3 and configMap",
+            "spec.source needs exactly one of s3, configMap and git",
         )),
     }
 }

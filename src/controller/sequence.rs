@@ -61,7 +61,7 @@ pub struct SequenceSpec {
     pub region: Option<String>,
 }
 
-/// Exactly one of `s3` and `configMap`.
+/// Exactly one of `s3`, `configMap` and `git`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SequenceSource {
@@ -69,6 +69,37 @@ pub struct SequenceSource {
     pub s3: Option<S3Source>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map: Option<ConfigMapSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<GitSource>,
+}
+
+/// A batch file in a git repository, fetched once when the run starts; the commit read is pinned
+/// in `status.pinned.gitCommit`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GitSource {
+    /// The repository: `https://`, `http://` or `git://` (ssh is not supported).
+    #[schemars(regex(pattern = r"^(https?|git)://[^/]+/.+"))]
+    pub url: String,
+    /// A branch, a tag or a full 40-digit commit SHA; absent: the remote's default branch.
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub reference: Option<String>,
+    /// The batch file's path in the repository.
+    #[schemars(length(min = 1))]
+    pub path: String,
+    /// A Secret in the Sequence's namespace with `username` and `password` (a token as the
+    /// password works with the common hosts): Flux's keys, or a `kubernetes.io/basic-auth`
+    /// Secret. Read only when named; the controller needs the chart's `gitCredentials` value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretReference>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretReference {
+    #[schemars(length(min = 1))]
+    pub name: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -147,6 +178,9 @@ pub struct PinnedSpec {
     pub aws_role_arn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws_external_id: Option<String>,
+    /// The commit a git source was read at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_commit: Option<String>,
 }
 
 /// The digest that tells whether the parts of the spec a running plan is made from changed.

@@ -4,6 +4,8 @@
 
 pub mod apiserver;
 pub mod argocd;
+pub mod chart;
+pub mod git;
 pub mod lagging_proxy;
 pub mod lean_ecs;
 pub mod world;

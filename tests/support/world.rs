@@ -61,8 +61,22 @@ impl World {
         self.controller_as(&self.server.kubeconfig, args)
     }
 
+    /// A controller with extra flags and environment variables.
+    pub fn controller_with_env(&self, args: &[&str], env: &[(&str, &Path)]) -> (Child, PathBuf) {
+        self.spawn_controller(&self.server.kubeconfig, args, env)
+    }
+
     /// The same, acting with the identity `kubeconfig` holds (e.g. a ServiceAccount's token).
     pub fn controller_as(&self, kubeconfig: &Path, args: &[&str]) -> (Child, PathBuf) {
+        self.spawn_controller(kubeconfig, args, &[])
+    }
+
+    fn spawn_controller(
+        &self,
+        kubeconfig: &Path,
+        args: &[&str],
+        env: &[(&str, &Path)],
+    ) -> (Child, PathBuf) {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let path = self.logs.path().join(format!(
             "controller-{}.log",
@@ -80,6 +94,7 @@ impl World {
                 "json",
             ])
             .args(args)
+            .envs(env.iter().copied())
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "sequencer=debug,warn")
             .stdout(Stdio::null())

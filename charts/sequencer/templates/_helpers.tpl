@@ -80,4 +80,9 @@ app.kubernetes.io/part-of: sequencer
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
+{{- if .Values.gitCredentials.enabled }}
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+{{- end }}
 {{- end }}
