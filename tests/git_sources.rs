@@ -170,14 +170,12 @@ async fn a_sequence_runs_the_batch_at_the_commit_it_started_from() {
     let repo = server.repo("batches");
     let v1 = repo.commit("nightly/etl.yml", &batch_of("quick", &["load"]));
     repo.tag("v1");
-    let main = repo.commit(
-        "nightly/etl.yml",
-        &format!(
-            "{}{}",
-            batch_of("slow", &["extract"]),
-            batch_of("quick", &["load"])
-        ),
+    let main_text = format!(
+        "{}{}",
+        batch_of("slow", &["extract"]),
+        batch_of("quick", &["load"])
     );
+    let main = repo.commit("nightly/etl.yml", &main_text);
     // The https server's certificate is signed by the test's CA.
     let trust = [("SSL_CERT_FILE", server.ca_file.as_path())];
     let (controller, _log) = world.controller_with_env(&[], &trust);
@@ -198,6 +196,11 @@ async fn a_sequence_runs_the_batch_at_the_commit_it_started_from() {
         .and_then(|s| s.pinned.clone())
         .unwrap();
     assert_eq!(pinned.git_commit.as_deref(), Some(main.as_str()));
+    assert_eq!(
+        pinned.source_digest,
+        Some(sequencer::controller::sequence::text_digest(&main_text)),
+        "the digest of the file as read at that commit"
+    );
     assert!(
         pinned.source.contains("batches.git//nightly/etl.yml@main"),
         "{}",

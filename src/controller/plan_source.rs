@@ -9,7 +9,7 @@ use kube::api::{Api, ResourceExt};
 use serde_json::Value;
 
 use crate::controller::git_source::{git_location, read_git};
-use crate::controller::sequence::{PinnedSpec, Sequence, spec_digest};
+use crate::controller::sequence::{PinnedSpec, Sequence, spec_digest, text_digest};
 use crate::controller::sequence_policy::SequencePolicy;
 use crate::ecs::clients::RegionClients;
 use crate::source::{BatchSource, LoadedBatch};
@@ -100,6 +100,7 @@ pub async fn resolve(
                     .map_err(|denial| Refusal::new(POLICY_DENIED, denial.to_string()))?;
             }
             let git_commit = loaded.as_ref().and_then(|l| l.git_commit.clone());
+            let source_digest = loaded.as_ref().map(|l| text_digest(&l.text));
             let object = loaded.and_then(|l| l.s3);
             let pinned = PinnedSpec {
                 generation: seq.metadata.generation,
@@ -111,6 +112,7 @@ pub async fn resolve(
                 aws_role_arn: clients.role.as_ref().map(|r| r.role_arn.clone()),
                 aws_external_id: clients.role.as_ref().and_then(|r| r.external_id.clone()),
                 git_commit,
+                source_digest,
             };
             (steps, pinned, None)
         }

@@ -181,6 +181,9 @@ pub struct PinnedSpec {
     /// The commit a git source was read at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git_commit: Option<String>,
+    /// SHA-256 of the batch file as read from the source (absent for inline steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_digest: Option<String>,
 }
 
 /// The digest that tells whether the parts of the spec a running plan is made from changed.
@@ -217,6 +220,16 @@ pub fn spec_digest(spec: &SequenceSpec) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// `sha256:<hex>` of a batch file's text.
+pub fn text_digest(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let hex: String = Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256:{hex}")
 }
 
 /// Conditions as a list-map keyed on `type`, as Kubernetes' own types declare them.
