@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, PostParams};
@@ -135,34 +135,6 @@ async fn create_in(world: &World, namespace: &str, name: &str, source: Value) {
     .unwrap();
 }
 
-async fn wait_reason(
-    world: &World,
-    namespace: &str,
-    name: &str,
-    type_: &str,
-) -> (Sequence, String, String) {
-    let api: Api<Sequence> = Api::namespaced(world.client.clone(), namespace);
-    let start = Instant::now();
-    loop {
-        let seq = api.get(name).await.unwrap();
-        let found = seq.status.as_ref().and_then(|s| {
-            s.conditions
-                .iter()
-                .find(|c| c.type_ == type_ && c.status == "True")
-                .map(|c| (c.reason.clone(), c.message.clone()))
-        });
-        if let Some((reason, message)) = found {
-            return (seq, reason, message);
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{namespace}/{name} never {type_}: {:#?}",
-            seq.status
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sequence_runs_the_batch_at_the_commit_it_started_from() {
     let world = World::start().await;
@@ -189,7 +161,9 @@ async fn a_sequence_runs_the_batch_at_the_commit_it_started_from() {
         json!({"url": git_url, "ref": "main", "path": "nightly/etl.yml"}),
     )
     .await;
-    let (running, _, _) = wait_reason(&world, "default", "branch", "Running").await;
+    let (running, _, _) = world
+        .wait_condition_in("default", "branch", "Running")
+        .await;
     let pinned = running
         .status
         .as_ref()
@@ -219,7 +193,9 @@ async fn a_sequence_runs_the_batch_at_the_commit_it_started_from() {
     world
         .emu
         .finish_task(&arns[0], Some(0), "EssentialContainerExited", "done");
-    let (done, _, _) = wait_reason(&world, "default", "branch", "Complete").await;
+    let (done, _, _) = world
+        .wait_condition_in("default", "branch", "Complete")
+        .await;
     let launched: Vec<String> = world
         .emu
         .calls_of("RunTask")
@@ -257,7 +233,7 @@ async fn a_sequence_runs_the_batch_at_the_commit_it_started_from() {
     )
     .await;
     for name in ["tag", "commit"] {
-        let (seq, _, _) = wait_reason(&world, "default", name, "Complete").await;
+        let (seq, _, _) = world.wait_condition_in("default", name, "Complete").await;
         assert_eq!(
             seq.status.unwrap().pinned.unwrap().git_commit.as_deref(),
             Some(v1.as_str()),
@@ -298,7 +274,9 @@ async fn a_sequence_runs_the_batch_at_the_commit_it_started_from() {
         s
     };
     create_in(&world, "default", "private", source(Some("robot"))).await;
-    let (seq, _, _) = wait_reason(&world, "default", "private", "Complete").await;
+    let (seq, _, _) = world
+        .wait_condition_in("default", "private", "Complete")
+        .await;
     assert_eq!(
         seq.status.unwrap().pinned.unwrap().git_commit.as_deref(),
         Some(v1.as_str())
@@ -322,7 +300,7 @@ async fn a_sequence_runs_the_batch_at_the_commit_it_started_from() {
         ),
     ] {
         create_in(&world, "default", name, source(secret)).await;
-        let (_, reason, message) = wait_reason(&world, "default", name, "Failed").await;
+        let (_, reason, message) = world.wait_condition_in("default", name, "Failed").await;
         assert_eq!(reason, "SourceError", "{name}: {message}");
         assert!(message.contains(says), "{name}: {message}");
         assert!(
@@ -365,7 +343,9 @@ async fn a_sequence_runs_the_batch_at_the_commit_it_started_from() {
         json!({"url": git_url, "path": "nightly/etl.yml"}),
     )
     .await;
-    let (_, reason, message) = wait_reason(&world, "team-g", "elsewhere", "Failed").await;
+    let (_, reason, message) = world
+        .wait_condition_in("team-g", "elsewhere", "Failed")
+        .await;
     assert_eq!(reason, "PolicyDenied", "{message}");
     assert!(message.contains("source.git url"), "{message}");
     stop(controller);

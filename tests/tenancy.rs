@@ -76,28 +76,10 @@ fn step_on(name: &str, cluster: &str, family: &str, extra: Value) -> Value {
     json!({"name": name, "type": "ecs_task", "parameters": parameters})
 }
 
-/// The condition `type_` of `namespace/name` once it is True.
+/// The reason and message of condition `type_` of `namespace/name` once it is True.
 async fn wait_true(world: &World, namespace: &str, name: &str, type_: &str) -> (String, String) {
-    let api: Api<Sequence> = Api::namespaced(world.client.clone(), namespace);
-    let start = Instant::now();
-    loop {
-        let seq = api.get(name).await.unwrap();
-        let found = seq.status.as_ref().and_then(|s| {
-            s.conditions
-                .iter()
-                .find(|c| c.type_ == type_ && c.status == "True")
-                .map(|c| (c.reason.clone(), c.message.clone()))
-        });
-        if let Some(found) = found {
-            return found;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{namespace}/{name} never became {type_}: {:#?}",
-            seq.status
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (_, reason, message) = world.wait_condition_in(namespace, name, type_).await;
+    (reason, message)
 }
 
 fn launches_of(world: &World, family: &str) -> usize {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 use super::MAX_BATCH_BYTES;
+use crate::ecs::error_chain;
 
 /// A batch file in a git repository.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -156,7 +157,7 @@ fn fetch(
         gix::create::Options::default(),
         open,
     )
-    .map_err(|e| explain(&e))?;
+    .map_err(|e| error_chain(&e))?;
     if commit_sha.is_none() {
         // A branch or tag: its commit alone.
         let one = NonZeroU32::MIN;
@@ -164,7 +165,7 @@ fn fetch(
         if let Some(name) = &location.reference {
             prepare = prepare
                 .with_ref_name(Some(name.as_str()))
-                .map_err(|e| format!("ref `{name}`: {}", explain(&e)))?;
+                .map_err(|e| format!("ref `{name}`: {}", error_chain(&e)))?;
         }
     }
     let credentials = options.credentials.clone();
@@ -180,7 +181,7 @@ fn fetch(
     });
     let (repo, _) = prepare
         .fetch_only(gix::progress::Discard, interrupt)
-        .map_err(|e| with_hint(explain(&e), options))?;
+        .map_err(|e| with_hint(error_chain(&e), options))?;
     let commit = match commit_sha {
         Some(sha) => {
             let id = gix::ObjectId::from_hex(sha.as_bytes()).map_err(|e| e.to_string())?;
@@ -254,21 +255,6 @@ fn with_hint(text: String, options: &GitOptions) -> String {
         ),
         _ => text,
     }
-}
-
-/// An error and its causes on one line.
-fn explain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let more = cause.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

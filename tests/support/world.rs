@@ -148,6 +148,38 @@ impl World {
     }
 }
 
+impl World {
+    /// Waits until condition `type_` of `namespace/name` is True; returns the Sequence and the
+    /// condition's reason and message.
+    pub async fn wait_condition_in(
+        &self,
+        namespace: &str,
+        name: &str,
+        type_: &str,
+    ) -> (Sequence, String, String) {
+        let api: Api<Sequence> = Api::namespaced(self.client.clone(), namespace);
+        let start = Instant::now();
+        loop {
+            let seq = api.get(name).await.expect("get");
+            let found = seq.status.as_ref().and_then(|s| {
+                s.conditions
+                    .iter()
+                    .find(|c| c.type_ == type_ && c.status == "True")
+                    .map(|c| (c.reason.clone(), c.message.clone()))
+            });
+            if let Some((reason, message)) = found {
+                return (seq, reason, message);
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{namespace}/{name} never became {type_}: {:#?}",
+                seq.status
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
 /// The condition of `type_`, which the controller always writes.
 pub fn condition_of(
     status: &sequencer::controller::sequence::SequenceStatus,
