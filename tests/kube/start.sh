@@ -87,7 +87,7 @@ for _ in $(seq 600); do
     done
   fi
   for p in "${pids[@]}"; do
-    kill -0 "$p" 2>/dev/null || { echo "etcd or kube-apiserver exited; logs in $dir" >&2; tail -20 "$dir/kube-apiserver.log" "$dir/etcd.log" >&2; exit 1; }
+    kill -0 "$p" 2>/dev/null || { echo "etcd or kube-apiserver exited; logs in $dir" >&2; tail -n 20 "$dir/kube-apiserver.log" "$dir/etcd.log" >&2; exit 1; }
   done
   sleep 0.1
 done
