@@ -10,56 +10,12 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
-use aws_sdk_ecs::types::{ContainerDefinition, LogConfiguration, LogDriver, NetworkMode};
 use serde_json::{Value, json};
 use support::world::{World, http_address, http_get, metric, step, stop};
 use support::*;
 
-const GROUP: &str = "/ecs/etl";
-const PREFIX: &str = "etl";
-
-/// Registers `family` with one container per (name, log configuration): `awslogs` (group and
-/// prefix), `noprefix` (awslogs without a prefix), `splunk`, or none.
-async fn register(emu: &Emulator, family: &str, containers: &[(&str, &str)]) {
-    let mut request = emu
-        .ecs()
-        .await
-        .register_task_definition()
-        .family(family)
-        .network_mode(NetworkMode::Bridge);
-    for (name, logging) in containers {
-        let config = match *logging {
-            "awslogs" => Some(
-                LogConfiguration::builder()
-                    .log_driver(LogDriver::Awslogs)
-                    .options("awslogs-group", GROUP)
-                    .options("awslogs-region", "us-east-1")
-                    .options("awslogs-stream-prefix", PREFIX),
-            ),
-            "noprefix" => Some(
-                LogConfiguration::builder()
-                    .log_driver(LogDriver::Awslogs)
-                    .options("awslogs-group", GROUP),
-            ),
-            "splunk" => Some(
-                LogConfiguration::builder()
-                    .log_driver(LogDriver::Splunk)
-                    .options("splunk-url", "https://splunk.example:8088"),
-            ),
-            _ => None,
-        };
-        let mut c = ContainerDefinition::builder()
-            .name(*name)
-            .image("example/etl")
-            .memory(256)
-            .essential(true);
-        if let Some(config) = config {
-            c = c.log_configuration(config.build().expect("log configuration"));
-        }
-        request = request.container_definitions(c.build());
-    }
-    request.send().await.expect("register");
-}
+const GROUP: &str = LOG_GROUP;
+const PREFIX: &str = LOG_PREFIX;
 
 /// Writes (appends) `lines` into the stream the awslogs driver would use for `container` of `task_arn`.
 async fn write_logs(emu: &Emulator, container: &str, task_arn: &str, lines: &[String]) {
@@ -169,18 +125,14 @@ fn ended(child: Child) -> Run {
 async fn a_failed_step_shows_its_last_lines_and_says_why_other_containers_have_none() {
     let emu = Emulator::start();
     emu.cluster("etl").await;
-    register(
-        &emu,
-        "extract",
-        &[
-            ("app", "awslogs"),
-            ("quiet", "awslogs"),
-            ("noprefix", "noprefix"),
-            ("splunk", "splunk"),
-            ("bare", "none"),
-        ],
-    )
-    .await;
+    let containers = [
+        ("app", "awslogs"),
+        ("quiet", "awslogs"),
+        ("noprefix", "noprefix"),
+        ("splunk", "splunk"),
+        ("bare", "none"),
+    ];
+    emu.register("extract", &containers, &[]).await;
     emu.task_definition("load", &["app"], &[]).await;
     let file = batch(&format!(
         "{}{}",
@@ -305,7 +257,7 @@ fn run_cmd(cmd: &mut std::process::Command) -> Run {
 async fn every_kind_of_failure_is_said_in_words_with_the_lines_in_json() {
     let emu = Emulator::start();
     emu.cluster("etl").await;
-    register(&emu, "job", &[("app", "awslogs")]).await;
+    emu.register("job", &[("app", "awslogs")], &[]).await;
     let file = batch(&batch_step("job", "job", ""));
     struct Case {
         stop_code: &'static str,
@@ -419,7 +371,7 @@ async fn the_controller_puts_the_lines_in_status_events_and_condition_and_report
  {
     let world = World::start().await;
     let emu = &world.emu;
-    register(emu, "extract", &[("app", "awslogs")]).await;
+    emu.register("extract", &[("app", "awslogs")], &[]).await;
     let (controller, log) = world.controller_with(&[]);
     world
         .create("nightly", json!([step("extract", "extract")]))
@@ -537,7 +489,7 @@ async fn the_controller_puts_the_lines_in_status_events_and_condition_and_report
 async fn logs_follow_prints_a_running_steps_new_lines_until_its_task_stops() {
     let emu = Emulator::start();
     emu.cluster("etl").await;
-    register(&emu, "job", &[("app", "awslogs")]).await;
+    emu.register("job", &[("app", "awslogs")], &[]).await;
     let file = batch(&batch_step("job", "job", ""));
     let state = file.dir.path().join("state.json");
     let state_arg = state.to_str().expect("utf-8").to_owned();
@@ -593,7 +545,7 @@ async fn logs_follow_prints_a_running_steps_new_lines_until_its_task_stops() {
 async fn a_run_killed_during_its_log_read_reads_again_when_resumed() {
     let emu = Emulator::start();
     emu.cluster("etl").await;
-    register(&emu, "job", &[("app", "awslogs")]).await;
+    emu.register("job", &[("app", "awslogs")], &[]).await;
     let file = batch(&format!(
         "{}{}",
         batch_step("job", "job", ""),

@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
@@ -443,12 +444,12 @@ async fn tenant_client(world: &World, accounts: &Api<ServiceAccount>) -> kube::C
     kube::Client::try_from(config).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_namespaces_sequences_act_as_the_role_its_policy_names() {
-    const ROLE: &str = "arn:aws:iam::123456789012:role/team-a-batch";
-    let world = World::start().await;
-    install_policy_crd(&world).await;
-    label_namespace(&world, "team-a", json!({})).await;
+const ROLE: &str = "arn:aws:iam::123456789012:role/team-a-batch";
+
+/// A policy giving namespace team-a the role [`ROLE`].
+async fn give_team_a_its_role(world: &World) {
+    install_policy_crd(world).await;
+    label_namespace(world, "team-a", json!({})).await;
     let policies: Api<SequencePolicy> = Api::all(world.client.clone());
     let policy = json!({"apiVersion": "sequencer.dev/v1alpha1", "kind": "SequencePolicy",
                         "metadata": {"name": "team-a"},
@@ -461,14 +462,54 @@ async fn a_namespaces_sequences_act_as_the_role_its_policy_names() {
         )
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_namespaces_sequences_act_as_the_role_its_policy_names() {
+    let world = World::start().await;
+    give_team_a_its_role(&world).await;
     let (controller, _log) = world.controller_with(&[]);
 
     let team_a: Api<Sequence> = Api::namespaced(world.client.clone(), "team-a");
     let steps = |family: &str| json!({"steps": [step_on("one", "etl", family, json!({})), step_on("two", "etl", family, json!({}))]});
-    team_a
-        .create(&PostParams::default(), &sequence("nightly", steps("quick")))
+    // Inline steps; steps from S3; a step that fails, whose log lines are read.
+    let s3 = world.emu.s3().await;
+    s3.create_bucket()
+        .bucket("team-a-batches")
+        .send()
         .await
         .unwrap();
+    let batch = "- one: {type: ecs_task, parameters: {cluster: etl, task_definition: 'quick:1', launch_type: FARGATE}}\n\
+                 - two: {type: ecs_task, parameters: {cluster: etl, task_definition: 'quick:1', launch_type: FARGATE}}\n";
+    s3.put_object()
+        .bucket("team-a-batches")
+        .key("weekly.yml")
+        .body(batch.as_bytes().to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let failing = [("SEQ_EMU_SECONDS", "1"), ("SEQ_EMU_EXIT_CODE", "1")];
+    let broken_definition = world
+        .emu
+        .register("broken", &[("app", "awslogs")], &failing)
+        .await;
+    let specs = [
+        ("nightly", steps("quick")),
+        (
+            "weekly",
+            json!({"source": {"s3": {"uri": "s3://team-a-batches/weekly.yml"}}}),
+        ),
+        (
+            "broken",
+            json!({"steps": [step_on("one", "etl", "broken", json!({}))]}),
+        ),
+    ];
+    for (name, spec) in specs {
+        team_a
+            .create(&PostParams::default(), &sequence(name, spec))
+            .await
+            .unwrap();
+    }
     // A namespace no policy selects keeps the controller's own identity.
     world
         .sequences()
@@ -476,42 +517,51 @@ async fn a_namespaces_sequences_act_as_the_role_its_policy_names() {
         .await
         .unwrap();
     wait_true(&world, "team-a", "nightly", "Complete").await;
+    wait_true(&world, "team-a", "weekly", "Complete").await;
+    let (_, broken_failure) = wait_true(&world, "team-a", "broken", "Failed").await;
     wait_true(&world, "default", "own", "Complete").await;
 
+    // Each Sequence acts in a session of its own, named and tagged after its namespace and name;
+    // the task watcher's DescribeTasks, shared by the namespace's Sequences, in the namespace's.
+    // Each session is assumed once (its credentials are kept), with the controller's own key.
     let sts: Vec<Value> = world
         .emu
         .calls()
         .into_iter()
         .filter(|c| c["service"] == "sts")
         .collect();
-    assert!(!sts.is_empty(), "no STS call");
+    let mut key_of_session: HashMap<String, String> = HashMap::new();
     for call in &sts {
         assert_eq!(call["operation"], "AssumeRole", "{call}");
         assert_eq!(call["roleArn"], ROLE, "{call}");
-        assert_eq!(call["roleSessionName"], "sequencer-team-a", "{call}");
         assert_eq!(call["externalId"], "team-a-ext", "{call}");
-        assert_eq!(
-            call["tags"],
-            json!({"sequencer.dev/namespace": "team-a"}),
-            "{call}"
-        );
         assert_eq!(
             call["accessKey"], "emulator",
             "assumed with the controller's own key"
         );
+        let session = call["roleSessionName"].as_str().unwrap_or_default();
+        let expected_tags = match session {
+            "sequencer-team-a" => json!({"sequencer.dev/namespace": "team-a"}),
+            "sequencer-team-a-nightly" | "sequencer-team-a-weekly" | "sequencer-team-a-broken" => {
+                json!({
+                    "sequencer.dev/namespace": "team-a",
+                    "sequencer.dev/sequence": session.trim_start_matches("sequencer-team-a-"),
+                })
+            }
+            other => panic!("unexpected session {other}: {call}"),
+        };
+        assert_eq!(call["tags"], expected_tags, "{call}");
+        let key = call["assumedAccessKey"].as_str().unwrap_or_default();
+        assert!(!key.is_empty() && key != "emulator", "{call}");
+        let before = key_of_session.insert(session.to_owned(), key.to_owned());
+        assert!(before.is_none(), "{session} was assumed twice: {sts:?}");
     }
-    let assumed: Vec<&str> = sts
-        .iter()
-        .filter_map(|c| c["assumedAccessKey"].as_str())
-        .collect();
-    assert!(
-        !assumed.is_empty() && !assumed.contains(&"emulator"),
-        "{sts:?}"
-    );
-    // Every ECS call for team-a's tasks is signed by the assumed session; the other Sequence's by
-    // the controller's own key.
+    let sessions = ["nightly", "weekly", "broken"].map(|name| format!("sequencer-team-a-{name}"));
+    for session in &sessions {
+        assert!(key_of_session.contains_key(session), "{session}: {sts:?}");
+    }
     let nightly = team_a.get("nightly").await.unwrap();
-    let status = nightly.status.unwrap();
+    let status = nightly.status.as_ref().unwrap();
     assert_eq!(
         status
             .pinned
@@ -519,45 +569,146 @@ async fn a_namespaces_sequences_act_as_the_role_its_policy_names() {
             .and_then(|p| p.aws_role_arn.as_deref()),
         Some(ROLE)
     );
-    let run = status.run.unwrap().to_value();
-    let team_a_tasks: Vec<String> = run["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            s["attempts"][0]["tasks"][0]["taskArn"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    assert_eq!(team_a_tasks.len(), 2);
-    let mut checked = (0, 0, 0);
+    // The session each of team-a's runs (by its run tag, the Sequence's uid) must sign in, and
+    // the tasks they launched.
+    let mut session_of_run: HashMap<String, &str> = HashMap::new();
+    let mut team_a_tasks: Vec<String> = Vec::new();
+    for name in ["nightly", "weekly", "broken"] {
+        let seq = team_a.get(name).await.unwrap();
+        let key = &key_of_session[&format!("sequencer-team-a-{name}")];
+        session_of_run.insert(seq.metadata.uid.clone().unwrap(), key.as_str());
+        let run = seq.status.unwrap().run.unwrap().to_value();
+        for step in run["steps"].as_array().unwrap() {
+            team_a_tasks.push(
+                step["attempts"][0]["tasks"][0]["taskArn"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+    }
+    assert_eq!(team_a_tasks.len(), 5);
+    let key_of = |name: &str| key_of_session[&format!("sequencer-team-a-{name}")].as_str();
+    let namespace_key = key_of_session.get("sequencer-team-a").map(String::as_str);
+    let mut checked = (0, 0, 0, 0);
     for call in world.emu.calls().iter().filter(|c| c["service"].is_null()) {
         let request = call["request"].to_string();
         let family = call["request"]["taskDefinition"]
             .as_str()
             .unwrap_or_default();
-        let for_team_a = family == "quick:1" || team_a_tasks.iter().any(|t| request.contains(t));
-        let for_own = family == "steady:1";
         let key = call["accessKey"].as_str().unwrap_or_default();
-        if for_team_a {
+        let run = call["request"]["tags"]
+            .as_array()
+            .and_then(|tags| tags.iter().find(|t| t["key"] == "sequencer.dev/run"))
+            .and_then(|t| t["value"].as_str())
+            .unwrap_or_default();
+        if call["operation"] == "RunTask" && session_of_run.contains_key(run) {
+            assert_eq!(
+                Some(key),
+                session_of_run.get(run).copied(),
+                "a RunTask of team-a not signed in its Sequence's session: {call}"
+            );
+            checked.0 += 1;
+        } else if family == broken_definition {
+            assert_eq!(call["operation"], "DescribeTaskDefinition", "{call}");
+            assert_eq!(key, key_of("broken"), "the log read's lookup: {call}");
+            checked.3 += 1;
+        } else if team_a_tasks.iter().any(|t| request.contains(t)) {
             assert!(
-                assumed.contains(&key),
+                session_of_run.values().any(|k| *k == key) || Some(key) == namespace_key,
                 "team-a's call signed by {key}: {call}"
             );
-            if call["operation"] == "RunTask" {
-                checked.0 += 1;
-            } else if call["operation"] == "DescribeTasks" {
+            if call["operation"] == "DescribeTasks" {
                 checked.1 += 1;
             }
-        } else if for_own {
+        } else if family == "steady:1" {
             assert_eq!(key, "emulator", "{call}");
             checked.2 += 1;
         }
     }
-    assert_eq!(checked.0, 2, "team-a's two RunTask calls");
+    assert_eq!(checked.0, 5, "team-a's five RunTask calls");
+    assert!(checked.3 >= 1, "the failed step's task definition was read");
+    // The S3 object and the failed step's log stream were read in their Sequences' sessions.
+    let calls = world.emu.calls();
+    let reads_of = |service: &str, what: &dyn Fn(&Value) -> bool| -> Vec<String> {
+        calls
+            .iter()
+            .filter(|c| c["service"] == service && what(c))
+            .map(|c| c["accessKey"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let object_reads = reads_of("s3", &|c| {
+        c["operation"] == "GET" && c["path"] == "/team-a-batches/weekly.yml"
+    });
+    assert!(!object_reads.is_empty(), "weekly.yml was read");
+    assert!(
+        object_reads.iter().all(|k| k == key_of("weekly")),
+        "{object_reads:?}"
+    );
+    let log_reads = reads_of("logs", &|c| c["operation"] == "GetLogEvents");
+    assert!(
+        !log_reads.is_empty(),
+        "the failed step's log was read: {broken_failure}"
+    );
+    assert!(
+        log_reads.iter().all(|k| k == key_of("broken")),
+        "{log_reads:?}"
+    );
     assert!(checked.1 >= 1, "team-a's tasks were described");
     assert_eq!(checked.2, 2, "the other Sequence's two RunTask calls");
+    stop(controller);
+}
+
+/// A role that cannot be assumed at the moment of a launch (the trust policy refuses, STS is
+/// down) is an answer-less launch: the step waits, is looked up, and is launched once the session
+/// can be had — once, never twice, and never as the controller itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_assume_role_delays_a_launch_and_never_doubles_it() {
+    let world = World::start().await;
+    give_team_a_its_role(&world).await;
+    // The first AssumeRole calls (the Sequence's session, for its first RunTask and the lookups
+    // after it) are refused.
+    world
+        .emu
+        .inject_error("AssumeRole", 3, 403, "AccessDenied", false);
+    let (controller, log) = world.controller_with(&[]);
+    let team_a: Api<Sequence> = Api::namespaced(world.client.clone(), "team-a");
+    let steps = json!({"steps": [step_on("one", "etl", "quick", json!({})), step_on("two", "etl", "quick", json!({}))]});
+    team_a
+        .create(&PostParams::default(), &sequence("nightly", steps))
+        .await
+        .unwrap();
+    wait_true(&world, "team-a", "nightly", "Complete").await;
+
+    let calls = world.emu.calls();
+    let refused: Vec<&Value> = calls
+        .iter()
+        .filter(|c| c["service"] == "sts" && c["injected"] == "AccessDenied")
+        .collect();
+    assert_eq!(refused.len(), 3, "{calls:?}");
+    assert_eq!(refused[0]["roleSessionName"], "sequencer-team-a-nightly");
+    let runs: Vec<&Value> = calls
+        .iter()
+        .filter(|c| c["service"].is_null() && c["operation"] == "RunTask")
+        .collect();
+    assert_eq!(runs.len(), 2, "one RunTask per step: {runs:?}");
+    assert_ne!(runs[0]["startedBy"], runs[1]["startedBy"]);
+    let as_itself: Vec<&Value> = calls
+        .iter()
+        .filter(|c| c["service"].is_null() && c["accessKey"] == "emulator")
+        .filter(|c| {
+            ["RunTask", "ListTasks", "DescribeTasks", "StopTask"]
+                .contains(&c["operation"].as_str().unwrap_or_default())
+        })
+        .collect();
+    assert!(
+        as_itself.is_empty(),
+        "team-a's calls made as the controller itself: {as_itself:?}"
+    );
+    let written = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        written.contains("assuming arn:aws:iam::123456789012:role/team-a-batch as session sequencer-team-a-nightly"),
+        "the refusal is in the controller's log"
+    );
     stop(controller);
 }

@@ -252,7 +252,7 @@ async fn read_source(
                 ));
             };
             location.version_id = s3.version_id.clone();
-            crate::source::load_s3(&clients.s3, &location)
+            crate::source::load_s3(&clients.s3(), &location)
                 .await
                 .map_err(|e| Refusal::new("SourceError", e.to_string()))
         }

@@ -20,7 +20,8 @@ use crate::controller::metrics::Metrics;
 use crate::controller::task_events::{Hint, TaskChange};
 use crate::controller::undecodable::GuardedSequence;
 use crate::ecs::Executor;
-use crate::ecs::clients::{AssumedRole, AwsClients, RegionClients};
+use crate::ecs::clients::{AwsClients, RegionClients};
+use crate::ecs::sessions::AssumedRole;
 use jiff::Timestamp;
 use sequencer_core::action::Action;
 use sequencer_core::engine::DESCRIBE_BATCH;
@@ -111,7 +112,7 @@ impl Describer for AwsClients {
         key: &ClusterKey,
         arns: &[String],
     ) -> Result<DescribeResponse, ApiError> {
-        let clients = self.acting_as(Some(&key.region), key.role.as_ref()).await;
+        let clients = self.acting_as(Some(&key.region), key.role.as_ref());
         clients.ecs.describe(key.cluster.as_deref(), arns).await
     }
 }

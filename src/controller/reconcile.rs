@@ -31,7 +31,8 @@ use super::status_store::KubeStore;
 use super::undecodable::{GuardedSequence, refuse_undecodable};
 use super::{Context, Error, FINALIZER};
 use crate::drive::{Driven, drive};
-use crate::ecs::clients::{AssumedRole, RegionClients};
+use crate::ecs::clients::RegionClients;
+use crate::ecs::sessions::AssumedRole;
 
 /// A running Sequence is looked at at least this often even when neither its tasks nor its
 /// timers call for it: a safety net, not the way progress is made.
@@ -192,7 +193,10 @@ async fn apply(
             Ok((_, Err(why))) | Err(why) => (Err(why), None),
         },
     };
-    let clients = ctx.aws.acting_as(region.as_deref(), role.as_ref()).await;
+    // Every call for this Sequence is signed in a session naming it (see `ecs::sessions`).
+    let clients = ctx
+        .aws
+        .for_sequence(region.as_deref(), role.as_ref(), &seq.name_any());
     let mut store = KubeStore::new(api.clone(), seq, ctx.freshness.clone());
     let client = &ctx.client;
     let interval = ctx.default_poll_interval_seconds;
@@ -289,6 +293,7 @@ async fn apply(
     }
     if driven.status.is_finished() {
         ctx.poller.release(&owner);
+        ctx.aws.forget_sequence(&namespace, &seq.name_any());
         return Ok(Action::await_change());
     }
     hand_tasks_to_poller(ctx, &owner, &ecs.clients, plan, &driven.status);
@@ -424,6 +429,8 @@ async fn cleanup(api: &Api<Sequence>, seq: &Sequence, ctx: &Context) -> Result<A
     if !running {
         ctx.poller.release(&owner_of(seq));
         ctx.freshness.forget(seq.uid().as_deref());
+        ctx.aws
+            .forget_sequence(&seq.namespace().unwrap_or_default(), &seq.name_any());
         return Ok(Action::await_change());
     }
     let deleted = Observation::CancelRequested {
@@ -438,6 +445,8 @@ async fn cleanup(api: &Api<Sequence>, seq: &Sequence, ctx: &Context) -> Result<A
     if finished {
         ctx.poller.release(&owner_of(seq));
         ctx.freshness.forget(seq.uid().as_deref());
+        ctx.aws
+            .forget_sequence(&seq.namespace().unwrap_or_default(), &seq.name_any());
         Ok(Action::await_change())
     } else {
         Err(Error::TasksStopping)
@@ -497,8 +506,7 @@ async fn cleanup_unreadable(
     let role = pinned.and_then(|p| pinned_role(p, &namespace));
     let ecs = &ctx
         .aws
-        .acting_as(region.as_deref(), role.as_ref())
-        .await
+        .for_sequence(region.as_deref(), role.as_ref(), &seq.name_any())
         .ecs;
     let mut running = 0;
     for (index, attempt) in lookups {

@@ -37,10 +37,11 @@ pub struct SequencePolicySpec {
     pub aws: Option<PolicyAws>,
 }
 
-/// An IAM role the controller assumes (STS AssumeRole, the session named `sequencer-<namespace>`
-/// and tagged `sequencer.dev/namespace`) for every ECS, S3 and CloudWatch Logs call of the
-/// governed Sequences, so that AWS IAM, not only this policy, bounds what they can do. The
-/// controller's own role then needs only `sts:AssumeRole` and `sts:TagSession` on it.
+/// An IAM role the controller assumes (STS AssumeRole) for every ECS, S3 and CloudWatch Logs call
+/// of the governed Sequences, so that AWS IAM, not only this policy, bounds what they can do. Each
+/// Sequence acts in a session named `sequencer-<namespace>-<name>` and tagged with both (see
+/// `ecs::sessions`). The controller's own role then needs only `sts:AssumeRole` and
+/// `sts:TagSession` on it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicyAws {
@@ -98,7 +99,7 @@ pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, Stri
 pub fn assumed_role(
     namespace: &str,
     governing: &[std::sync::Arc<SequencePolicy>],
-) -> Result<Option<crate::ecs::clients::AssumedRole>, String> {
+) -> Result<Option<crate::ecs::sessions::AssumedRole>, String> {
     use kube::ResourceExt;
     let named: Vec<(String, &PolicyAws)> = governing
         .iter()
@@ -113,7 +114,7 @@ pub fn assumed_role(
             named[0].0, first.role_arn, aws.role_arn
         ));
     }
-    Ok(Some(crate::ecs::clients::AssumedRole {
+    Ok(Some(crate::ecs::sessions::AssumedRole {
         role_arn: first.role_arn.clone(),
         external_id: first.external_id.clone(),
         namespace: namespace.to_owned(),
@@ -169,7 +170,6 @@ mod tests {
             .unwrap();
         assert_eq!(assumed.role_arn, role);
         assert_eq!(assumed.namespace, "team-a");
-        assert_eq!(assumed.session_name(), "sequencer-team-a");
         let other = policy("c", json!({"roleArn": role, "externalId": "x1"}));
         let conflict =
             assumed_role("team-a", &[policy("a", json!({"roleArn": role})), other]).unwrap_err();
@@ -177,12 +177,6 @@ mod tests {
             conflict.contains("different AWS identities") && conflict.contains("c names"),
             "{conflict}"
         );
-        let long = crate::ecs::clients::AssumedRole {
-            role_arn: role.into(),
-            external_id: None,
-            namespace: "n".repeat(63),
-        };
-        assert_eq!(long.session_name().len(), 64);
     }
 
     #[test]

@@ -1,14 +1,15 @@
 //! AWS configuration and clients. The CLI uses one region; the controller keeps one ECS and one
-//! S3 client per region its Sequences name (`spec.region`) and per IAM role it assumes for them
-//! (a SequencePolicy's `aws.roleArn`), made on first use.
+//! S3 client per region its Sequences name (`spec.region`) and per namespace whose IAM role it
+//! assumes (a SequencePolicy's `aws.roleArn`), made on first use. A Sequence acting under a role
+//! signs its calls in a session of its own (`sessions`) through those same clients.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_config::identity::IdentityCache;
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
-use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
@@ -16,6 +17,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use crate::ecs::Ecs;
 use crate::ecs::limits::{CallLimitSettings, CallLimits};
 use crate::ecs::logs::LogReader;
+use crate::ecs::sessions::{AssumedRole, SessionCredentials, SessionKey, Sessions};
 
 /// The standard AWS chain (environment, shared files, web identity/IRSA, Pod Identity, container
 /// and instance roles), with `region` first when given, else us-east-1 as the seed did.
@@ -50,54 +52,61 @@ pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
 #[derive(Clone, Debug)]
 pub struct RegionClients {
     pub region: String,
-    /// `None`: the controller's own identity.
+    /// `None`: the controller's own identity; else the role, assumed for the namespace.
     pub role: Option<AssumedRole>,
     pub ecs: Ecs,
-    pub s3: aws_sdk_s3::Client,
+    s3: aws_sdk_s3::Client,
+    /// The session of the one Sequence these clients act for, when they act for one.
+    session: Option<SessionCredentials>,
 }
 
-/// An IAM role assumed for the Sequences of one namespace: the STS session is named after the
-/// namespace and tagged with it, so that CloudTrail and the role's trust policy see whose work it
-/// is.
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
-pub struct AssumedRole {
-    pub role_arn: String,
-    pub external_id: Option<String>,
-    pub namespace: String,
-}
-
-/// The session tag naming the namespace whose Sequences a session acts for.
-pub const NAMESPACE_SESSION_TAG: &str = "sequencer.dev/namespace";
-
-impl AssumedRole {
-    /// `sequencer-<namespace>`, within STS's 64 characters of `[\w+=,.@-]` (a namespace name is
-    /// already within that alphabet).
-    pub fn session_name(&self) -> String {
-        let name: String = format!("sequencer-{}", self.namespace)
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(*c))
-            .take(64)
-            .collect();
-        name
+impl RegionClients {
+    /// The S3 client, signing in the Sequence's session when there is one (made when asked: a
+    /// Sequence reads its source once per run).
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        match &self.session {
+            None => self.s3.clone(),
+            Some(session) => {
+                let config = self
+                    .s3
+                    .config()
+                    .to_builder()
+                    .credentials_provider(session.clone())
+                    .build();
+                aws_sdk_s3::Client::from_conf(config)
+            }
+        }
     }
 }
+
+/// The call limits shared by the callers with one key.
+type Paces<K> = Mutex<HashMap<K, Arc<CallLimits>>>;
 
 /// Clients by region and identity, sharing settings with the controller's default config.
 pub struct AwsClients {
     base: SdkConfig,
-    /// The rate and concurrency of each region's ECS calls (per role too: another role is
-    /// usually another account, with throttles of its own).
+    /// The rate and concurrency of each region's ECS calls.
     ecs_limits: CallLimitSettings,
-    /// One log reader for every region (it keeps a client per log region itself).
+    /// The ECS pace of each region and account (`None`: the controller's own): a role in
+    /// another account has throttles of its own, and roles in one account share them.
+    ecs_paces: Paces<(String, Option<String>)>,
+    /// The CloudWatch Logs pace of each account.
+    log_paces: Paces<Option<String>>,
+    /// The controller's own log reader (it keeps a client per log region itself).
     logs: LogReader,
+    sessions: Arc<Sessions>,
     by_region: Mutex<HashMap<(String, Option<AssumedRole>), RegionClients>>,
 }
 
 impl AwsClients {
     pub fn new(base: SdkConfig, ecs_limits: CallLimitSettings) -> Arc<Self> {
+        let own_log_pace = CallLimits::new(CallLimitSettings::LOGS);
         Arc::new(AwsClients {
             ecs_limits,
-            logs: LogReader::new(&base),
+            ecs_paces: Mutex::new(HashMap::new()),
+            log_paces: Mutex::new(HashMap::from([(None, own_log_pace.clone())])),
+            logs: LogReader::sharing(&base, own_log_pace),
+            sessions: Sessions::new(&base),
             base,
             by_region: Mutex::new(HashMap::new()),
         })
@@ -128,92 +137,114 @@ impl AwsClients {
             .unwrap_or_else(|| self.default_region())
     }
 
-    fn cached(&self, key: &(String, Option<AssumedRole>)) -> Option<RegionClients> {
-        let map = self
-            .by_region
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.get(key).cloned()
+    /// The clients for `region` (the default region when `None`), as the controller itself.
+    pub fn region(&self, region: Option<&str>) -> RegionClients {
+        self.acting_as(region, None)
     }
 
-    fn keep(&self, key: (String, Option<AssumedRole>), made: RegionClients) -> RegionClients {
+    /// The clients for `region` acting as `role` in the namespace's session (for the calls a
+    /// namespace's Sequences share: the task watcher's DescribeTasks), or as the controller itself
+    /// when `role` is `None`. Kept per region and identity.
+    pub fn acting_as(&self, region: Option<&str>, role: Option<&AssumedRole>) -> RegionClients {
+        let key = (self.region_name(region), role.cloned());
         let mut map = self
             .by_region
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Two callers may have made them at once: the first kept wins, so every caller shares
-        // one set of call limits.
-        map.entry(key).or_insert(made).clone()
-    }
-
-    /// The clients for `region` (the default region when `None`), as the controller itself.
-    pub fn region(&self, region: Option<&str>) -> RegionClients {
-        let key = (self.region_name(region), None);
-        if let Some(clients) = self.cached(&key) {
-            return clients;
+        if let Some(clients) = map.get(&key) {
+            return clients.clone();
         }
-        let config = self
-            .base
-            .to_builder()
-            .region(Region::new(key.0.clone()))
-            .build();
-        let made = self.make(&key.0, None, &config, self.logs.clone());
-        self.keep(key, made)
+        let made = self.make(&key.0, role);
+        map.insert(key, made.clone());
+        made
     }
 
-    /// The clients for `region` acting as `role` (assumed through STS with the controller's own
-    /// credentials; the SDK caches the session's credentials and renews them before they expire),
-    /// or as the controller itself when `role` is `None`.
-    pub async fn acting_as(
+    /// The clients one Sequence acts through: as the controller itself when `role` is `None`,
+    /// else in a session of the Sequence's own (see `sessions`), sharing the namespace's clients
+    /// and call limits.
+    pub fn for_sequence(
         &self,
         region: Option<&str>,
         role: Option<&AssumedRole>,
+        sequence: &str,
     ) -> RegionClients {
+        let clients = self.acting_as(region, role);
         let Some(role) = role else {
-            return self.region(region);
-        };
-        let key = (self.region_name(region), Some(role.clone()));
-        if let Some(clients) = self.cached(&key) {
             return clients;
+        };
+        let key = SessionKey {
+            role: role.clone(),
+            sequence: Some(sequence.to_owned()),
+        };
+        let session = self.sessions.provider(&clients.region, key);
+        RegionClients {
+            ecs: clients.ecs.acting_in(session.clone()),
+            session: Some(session),
+            ..clients
         }
+    }
+
+    /// Forgets a Sequence's session: its run has ended or it is gone (a later run assumes anew).
+    pub fn forget_sequence(&self, namespace: &str, name: &str) {
+        self.sessions.forget_sequence(namespace, name);
+    }
+
+    fn ecs_pace(&self, region: &str, account: Option<&str>) -> Arc<CallLimits> {
+        let mut paces = self
+            .ecs_paces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        paces
+            .entry((region.to_owned(), account.map(str::to_owned)))
+            .or_insert_with(|| CallLimits::new(self.ecs_limits))
+            .clone()
+    }
+
+    fn log_pace(&self, account: Option<&str>) -> Arc<CallLimits> {
+        let mut paces = self
+            .log_paces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        paces
+            .entry(account.map(str::to_owned))
+            .or_insert_with(|| CallLimits::new(CallLimitSettings::LOGS))
+            .clone()
+    }
+
+    fn make(&self, region: &str, role: Option<&AssumedRole>) -> RegionClients {
         let regional = self
             .base
             .to_builder()
-            .region(Region::new(key.0.clone()))
-            .build();
-        let provider = AssumeRoleProvider::builder(role.role_arn.clone())
-            .session_name(role.session_name())
-            .tags([(NAMESPACE_SESSION_TAG, role.namespace.as_str())])
-            .configure(&regional);
-        let provider = match &role.external_id {
-            Some(id) => provider.external_id(id.clone()),
-            None => provider,
+            .region(Region::new(region.to_owned()));
+        let account = role.map(AssumedRole::account);
+        let (config, logs) = match role {
+            None => (regional.build(), self.logs.clone()),
+            Some(role) => {
+                let namespace_session = SessionKey {
+                    role: role.clone(),
+                    sequence: None,
+                };
+                let config = regional
+                    .credentials_provider(SharedCredentialsProvider::new(
+                        self.sessions.provider(region, namespace_session),
+                    ))
+                    // `Sessions` keeps and renews the credentials itself.
+                    .identity_cache(IdentityCache::no_cache())
+                    .build();
+                let logs = LogReader::sharing(&config, self.log_pace(account));
+                (config, logs)
+            }
         };
-        let provider = provider.build().await;
-        let config = regional
-            .to_builder()
-            .credentials_provider(SharedCredentialsProvider::new(provider))
-            .build();
-        let made = self.make(&key.0, Some(role.clone()), &config, LogReader::new(&config));
-        self.keep(key, made)
-    }
-
-    fn make(
-        &self,
-        region: &str,
-        role: Option<AssumedRole>,
-        config: &SdkConfig,
-        logs: LogReader,
-    ) -> RegionClients {
         RegionClients {
             region: region.to_owned(),
-            role,
+            role: role.cloned(),
             ecs: Ecs::new(
-                aws_sdk_ecs::Client::new(config),
+                aws_sdk_ecs::Client::new(&config),
                 logs,
-                CallLimits::new(self.ecs_limits),
+                self.ecs_pace(region, account),
             ),
-            s3: s3_client(config),
+            s3: s3_client(&config),
+            session: None,
         }
     }
 }

@@ -15,6 +15,8 @@ use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
 use sequencer_core::log_tail::{LogTail, LogTarget, LogsUnavailable, task_id};
 
 use super::limits::{CallLimitSettings, CallLimits};
+use super::sessions::SessionCredentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
 
 /// The whole read of one attempt's containers (DescribeTaskDefinition and GetLogEvents) ends
 /// within this time, answered or not.
@@ -46,6 +48,8 @@ pub fn stream_name(prefix: &str, container: &str, task_arn: &str) -> String {
 #[derive(Clone, Debug)]
 pub struct LogReader {
     inner: Arc<Inner>,
+    /// The STS session the reads are signed in, when it is not the clients' own.
+    session: Option<SessionCredentials>,
 }
 
 #[derive(Debug)]
@@ -59,13 +63,28 @@ struct Inner {
 
 impl LogReader {
     pub fn new(base: &SdkConfig) -> Self {
+        LogReader::sharing(base, CallLimits::new(CallLimitSettings::LOGS))
+    }
+
+    /// A reader whose calls take turns in `limits` (shared with the other readers of the same
+    /// account, whose quota they share).
+    pub fn sharing(base: &SdkConfig, limits: Arc<CallLimits>) -> Self {
         LogReader {
             inner: Arc::new(Inner {
                 base: base.clone(),
-                limits: CallLimits::new(CallLimitSettings::LOGS),
+                limits,
                 clients: Mutex::new(HashMap::new()),
                 definitions: Mutex::new(HashMap::new()),
             }),
+            session: None,
+        }
+    }
+
+    /// The same reader, signing its reads in `session`.
+    pub fn acting_in(&self, session: SessionCredentials) -> LogReader {
+        LogReader {
+            inner: self.inner.clone(),
+            session: Some(session),
         }
     }
 
@@ -97,6 +116,14 @@ impl LogReader {
                 LogsClient::new(&config)
             })
             .clone()
+    }
+
+    fn signing(&self) -> aws_sdk_cloudwatchlogs::config::Builder {
+        let mut config = aws_sdk_cloudwatchlogs::config::Builder::default();
+        if let Some(session) = &self.session {
+            config.set_credentials_provider(Some(SharedCredentialsProvider::new(session.clone())));
+        }
+        config
     }
 
     pub(super) fn cached_definition(
@@ -181,6 +208,8 @@ impl LogReader {
             .log_stream_name(&stream)
             .start_from_head(false)
             .limit(lines.clamp(1, 10_000) as i32)
+            .customize()
+            .config_override(self.signing())
             .send()
             .await;
         match answer {

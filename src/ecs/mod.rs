@@ -10,6 +10,7 @@ mod errors;
 pub mod limits;
 pub mod logs;
 pub mod request;
+pub mod sessions;
 
 pub use errors::api_error;
 
@@ -22,6 +23,8 @@ use std::sync::Arc;
 use crate::ecs::limits::{CallLimitSettings, CallLimits};
 use crate::ecs::logs::{LogDestination, LogReader};
 use crate::ecs::request::apply_to;
+use crate::ecs::sessions::SessionCredentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
 use sequencer_core::action::Action;
 use sequencer_core::engine::DESCRIBE_BATCH;
 use sequencer_core::identity::TAG_RUN;
@@ -42,6 +45,8 @@ pub struct Ecs {
     logs: LogReader,
     /// Every call waits for its turn here (shared by all users of this region's ECS).
     limits: Arc<CallLimits>,
+    /// The STS session every call is signed in, when it is not the client's own.
+    session: Option<SessionCredentials>,
 }
 
 impl Ecs {
@@ -50,7 +55,28 @@ impl Ecs {
             client,
             logs,
             limits,
+            session: None,
         }
+    }
+
+    /// The same executor, signing every call (ECS and CloudWatch Logs) in `session`: the
+    /// client, its call limits and the kept task definitions stay shared.
+    pub fn acting_in(&self, session: SessionCredentials) -> Ecs {
+        Ecs {
+            logs: self.logs.acting_in(session.clone()),
+            session: Some(session),
+            ..self.clone()
+        }
+    }
+
+    /// The per-call configuration: the session's credentials, if any (the SDK gives such a call
+    /// an identity cache of its own, so nothing accumulates in the client's).
+    fn signing(&self) -> aws_sdk_ecs::config::Builder {
+        let mut config = aws_sdk_ecs::config::Builder::default();
+        if let Some(session) = &self.session {
+            config.set_credentials_provider(Some(SharedCredentialsProvider::new(session.clone())));
+        }
+        config
     }
 
     /// ECS and CloudWatch Logs with one configuration, at the default call limits.
@@ -157,6 +183,8 @@ impl Ecs {
             .client
             .describe_task_definition()
             .task_definition(arn)
+            .customize()
+            .config_override(self.signing())
             .send()
             .await
             .map_err(|e| {
@@ -202,6 +230,8 @@ impl Ecs {
         };
         let _turn = self.limits.permit("RunTask").await;
         let out = apply_to(self.client.run_task(), parameters, identity)
+            .customize()
+            .config_override(self.signing())
             .send()
             .await
             .map_err(api_error)?;
@@ -238,6 +268,8 @@ impl Ecs {
                     .started_by(started_by)
                     .desired_status(desired.clone())
                     .set_next_token(next.take())
+                    .customize()
+                    .config_override(self.signing())
                     .send()
                     .await
                     .map_err(api_error)?;
@@ -260,6 +292,8 @@ impl Ecs {
                 .set_tasks(Some(chunk.to_vec()))
                 // The run tag tells this run's tasks from another's with the same startedBy.
                 .include(TaskField::Tags)
+                .customize()
+                .config_override(self.signing())
                 .send()
                 .await
                 .map_err(api_error)?;
@@ -287,6 +321,8 @@ impl Ecs {
             .set_cluster(cluster.map(Into::into))
             .set_tasks(Some(arns.to_vec()))
             .include(TaskField::Tags)
+            .customize()
+            .config_override(self.signing())
             .send()
             .await
             .map_err(api_error)?;
@@ -316,6 +352,8 @@ impl Ecs {
             .set_cluster(cluster.map(Into::into))
             .task(arn)
             .reason(reason)
+            .customize()
+            .config_override(self.signing())
             .send()
             .await
             .map(|_| ())
@@ -331,6 +369,8 @@ impl Ecs {
             .client
             .describe_task_definition()
             .task_definition(task_definition)
+            .customize()
+            .config_override(self.signing())
             .send()
             .await
             .map_err(api_error)?;

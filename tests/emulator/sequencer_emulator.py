@@ -37,11 +37,15 @@ and moto does not is added here, in front of moto's own WSGI app:
   POST /_ext/reset clears the extension's state.
 * STS is moto's; each of its calls is listed in /_ext/calls too (service "sts": the signing key,
   roleArn, roleSessionName, externalId, session tags, and the access key moto handed out), so that a
-  test can tell which role signed an ECS call.
+  test can tell which role signed an ECS call. /_ext/inject takes AssumeRole (kind "error" with a
+  status and code, e.g. 403 AccessDenied), answered as STS's XML error.
+* S3 is moto's; each request is listed in /_ext/calls too (service "s3", operation the HTTP method,
+  the path, the signing key).
 * A task gets one container per container definition (moto makes one, from the first).
 * POST /_ext/ecs/forget-task {"task": ARN} makes ECS forget a task (it then answers MISSING).
 * CloudWatch Logs is moto's (ECS there writes no log lines: tests write them, into the stream the
-  task definition's awslogs options name). Its calls are listed in /_ext/calls too, and
+  task definition's awslogs options name). Its calls are listed in /_ext/calls too (service "logs",
+  with the signing key), and
   /_ext/inject takes its operations (e.g. {"operation": "GetLogEvents", "kind": "error", "code":
   "AccessDeniedException"}, or, for these operations only, "kind": "slow" with "seconds": s, which
   answers s seconds late).
@@ -118,6 +122,12 @@ class Extension:
         service, access_key = signing_scope(environ)
         if service == "sts":
             return self.sts(access_key, environ, start_response)
+        if service == "s3":
+            with self.lock:
+                self.calls.append({
+                    "operation": environ.get("REQUEST_METHOD"), "service": "s3", "path": path,
+                    "accessKey": access_key, "time": time.time(),
+                })
         return self.app(environ, start_response)
 
     # ----- STS: moto's, with each AssumeRole and the key it handed out listed in /_ext/calls -------
@@ -130,6 +140,23 @@ class Extension:
         while first(f"Tags.member.{n}.Key") is not None:
             tags[first(f"Tags.member.{n}.Key")] = first(f"Tags.member.{n}.Value")
             n += 1
+        with self.lock:
+            injected = self.take_injection(first("Action"))
+        if injected is not None and injected[0] != "slow":
+            status, error = injected if injected[0] != "lost-answer" else injected[1]
+            with self.lock:
+                self.calls.append({
+                    "operation": first("Action"), "service": "sts", "accessKey": access_key,
+                    "roleSessionName": first("RoleSessionName"), "injected": error["__type"],
+                    "time": time.time(),
+                })
+            body = (f'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
+                    f'<Type>Sender</Type><Code>{error["__type"]}</Code>'
+                    f'<Message>{error["message"]}</Message></Error>'
+                    f'<RequestId>sequencer-emulator</RequestId></ErrorResponse>').encode()
+            start_response(f"{status} Error", [("Content-Type", "text/xml"),
+                                               ("Content-Length", str(len(body)))])
+            return [body]
         answer = {}
 
         def capture(status, headers, exc_info=None):
@@ -152,7 +179,8 @@ class Extension:
 
     def logs(self, operation, environ, start_response):
         with self.lock:
-            self.calls.append({"operation": operation, "service": "logs", "time": time.time()})
+            self.calls.append({"operation": operation, "service": "logs",
+                               "accessKey": signing_scope(environ)[1], "time": time.time()})
             injected = self.take_injection(operation)
         if injected is not None and injected[0] == "slow":
             time.sleep(injected[1])  # outside the lock: other calls go on meanwhile

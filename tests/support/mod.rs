@@ -46,6 +46,10 @@ fn emulator_python() -> String {
     installed("SEQUENCER_EMULATOR_PYTHON", "tests/emulator/install.sh")
 }
 
+/// The log group and stream prefix of the containers `Emulator::register` gives awslogs.
+pub const LOG_GROUP: &str = "/ecs/etl";
+pub const LOG_PREFIX: &str = "etl";
+
 pub struct Emulator {
     child: Child,
     pub endpoint: String,
@@ -249,29 +253,80 @@ impl Emulator {
             .expect("create cluster");
     }
 
-    /// Registers `family` with one container `app` per name in `containers`; `env` becomes the
-    /// emulated containers' behaviour (SEQ_EMU_SECONDS, SEQ_EMU_EXIT_CODE, ...). Returns its ARN.
+    /// Registers `family` with one container per name in `containers`, the first essential; `env`
+    /// becomes the emulated containers' behaviour (SEQ_EMU_SECONDS, SEQ_EMU_EXIT_CODE, ...).
+    /// Returns its ARN.
     pub async fn task_definition(
         &self,
         family: &str,
         containers: &[&str],
         env: &[(&str, &str)],
     ) -> String {
-        use aws_sdk_ecs::types::{ContainerDefinition, KeyValuePair, NetworkMode};
+        let unlogged: Vec<(&str, &str)> = containers.iter().map(|c| (*c, "none")).collect();
+        self.register_containers(family, &unlogged, env, false)
+            .await
+    }
+
+    /// Registers `family` with one essential container per (name, log configuration): `awslogs`
+    /// (group [`LOG_GROUP`], prefix [`LOG_PREFIX`]), `noprefix` (awslogs without a prefix),
+    /// `splunk`, or none; `env` as in `task_definition`. Returns its ARN.
+    pub async fn register(
+        &self,
+        family: &str,
+        containers: &[(&str, &str)],
+        env: &[(&str, &str)],
+    ) -> String {
+        self.register_containers(family, containers, env, true)
+            .await
+    }
+
+    async fn register_containers(
+        &self,
+        family: &str,
+        containers: &[(&str, &str)],
+        env: &[(&str, &str)],
+        all_essential: bool,
+    ) -> String {
+        use aws_sdk_ecs::types::{
+            ContainerDefinition, KeyValuePair, LogConfiguration, LogDriver, NetworkMode,
+        };
         let mut request = self
             .ecs()
             .await
             .register_task_definition()
             .family(family)
             .network_mode(NetworkMode::Bridge);
-        for name in containers {
+        for (i, (name, logging)) in containers.iter().enumerate() {
+            let logs = match *logging {
+                "awslogs" => Some(
+                    LogConfiguration::builder()
+                        .log_driver(LogDriver::Awslogs)
+                        .options("awslogs-group", LOG_GROUP)
+                        .options("awslogs-region", "us-east-1")
+                        .options("awslogs-stream-prefix", LOG_PREFIX),
+                ),
+                "noprefix" => Some(
+                    LogConfiguration::builder()
+                        .log_driver(LogDriver::Awslogs)
+                        .options("awslogs-group", LOG_GROUP),
+                ),
+                "splunk" => Some(
+                    LogConfiguration::builder()
+                        .log_driver(LogDriver::Splunk)
+                        .options("splunk-url", "https://splunk.example:8088"),
+                ),
+                _ => None,
+            };
             let mut c = ContainerDefinition::builder()
                 .name(*name)
                 .image(format!("example/{family}"))
                 .memory(256)
-                .essential(*name == containers[0]);
+                .essential(all_essential || i == 0);
             for (k, v) in env {
                 c = c.environment(KeyValuePair::builder().name(*k).value(*v).build());
+            }
+            if let Some(logs) = logs {
+                c = c.log_configuration(logs.build().expect("log configuration"));
             }
             request = request.container_definitions(c.build());
         }
