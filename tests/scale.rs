@@ -8,6 +8,8 @@
 //! ⌈N/100⌉ + 1 calls, no launch repeated after the restart. Timings are printed, never asserted.
 //! Full mode: `SEQUENCER_SCALE_N=10000 cargo test --release --test scale -- --nocapture`
 //! (`benches/scale.sh` does that), with `SEQUENCER_SCALE_ARGS` for extra controller flags.
+//! `SEQUENCER_SCALE_ROLES=1`: a SequencePolicy gives the namespace an IAM role, so every Sequence
+//! signs its calls in an STS session of its own (asserted: one per Sequence).
 
 mod support;
 
@@ -246,6 +248,24 @@ async fn scale_benchmark() {
     let server = KubeServer::start();
     let client = server.client().await;
     support::apiserver::install_crd(&client, &sequencer::controller::sequence::crd()).await;
+    // Roles mode: a SequencePolicy gives the namespace an IAM role, so every Sequence acts in an
+    // STS session of its own (the lean endpoint answers AssumeRole).
+    let roles = std::env::var("SEQUENCER_SCALE_ROLES").is_ok_and(|v| v == "1");
+    if roles {
+        use sequencer::controller::sequence_policy::{SequencePolicy, crd};
+        support::apiserver::install_crd(&client, &crd()).await;
+        let policy = json!({"apiVersion": "sequencer.dev/v1alpha1", "kind": "SequencePolicy",
+            "metadata": {"name": "bench"},
+            "spec": {"namespaces": {"names": ["default"]},
+                     "aws": {"roleArn": "arn:aws:iam::123456789012:role/bench"}}});
+        Api::<SequencePolicy>::all(client.clone())
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(policy).unwrap(),
+            )
+            .await
+            .expect("create the policy");
+    }
     let ecs = LeanEcs::start().await;
     let poll = if push {
         ecs.push();
@@ -524,6 +544,25 @@ async fn scale_benchmark() {
             format!("{received} received, {deleted} deleted"),
         );
     }
+    let sessions: std::collections::HashSet<String> = bench
+        .ecs
+        .calls()
+        .into_iter()
+        .filter(|c| c.operation == "AssumeRole")
+        .filter_map(|c| c.started_by)
+        .collect();
+    if roles {
+        let assumed = bench
+            .ecs
+            .calls()
+            .iter()
+            .filter(|c| c.operation == "AssumeRole")
+            .count();
+        figure(
+            "AssumeRole calls (roles mode)",
+            format!("{assumed} for {} sessions", sessions.len()),
+        );
+    }
     let first_phase_writes = delta(&writes_before_restart, &before, "sequences", true) - n as f64;
     sigkill(&mut controller);
 
@@ -535,6 +574,17 @@ async fn scale_benchmark() {
     }
 
     // The protocol's figures hold at any N; timings are only reported.
+    if roles {
+        // A session per Sequence, and the namespace's for the shared DescribeTasks.
+        assert!(sessions.contains("sequencer-default"), "{sessions:?}");
+        let missing = (0..n)
+            .filter(|i| !sessions.contains(&format!("sequencer-default-scale-{i:05}")))
+            .count();
+        assert_eq!(
+            missing, 0,
+            "Sequences that acted in no session of their own"
+        );
+    }
     assert_eq!(run_tasks, n, "one RunTask per launch, none re-issued");
     assert_eq!(
         list_tasks, 0,

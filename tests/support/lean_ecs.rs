@@ -9,6 +9,8 @@
 //! With `push`, it also stands in for EventBridge and SQS (AWS JSON 1.0): a released task's
 //! "ECS Task State Change" event goes to one queue, served by ReceiveMessage (long polling) and
 //! DeleteMessageBatch, for the controller's `--task-events-queue-url`.
+//!
+//! It also answers STS AssumeRole (the benchmark's roles mode), with credentials for an hour.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -94,6 +96,8 @@ impl LeanEcs {
             async move {
                 if operation(&headers) == "ReceiveMessage" {
                     receive_message(&state, &queued, &body).await
+                } else if body.starts_with(b"Action=AssumeRole") {
+                    assume_role(&state, &body)
                 } else {
                     answer(&state, &headers, &body)
                 }
@@ -343,6 +347,39 @@ fn answer(state: &Mutex<State>, headers: &HeaderMap, body: &[u8]) -> Response {
         )
             .into_response(),
     }
+}
+
+/// STS AssumeRole (the query protocol): credentials for an hour, the session name recorded in
+/// the call's `started_by`.
+fn assume_role(state: &Mutex<State>, body: &[u8]) -> Response {
+    let form = String::from_utf8_lossy(body);
+    let session = form
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("RoleSessionName="))
+        .unwrap_or_default()
+        .to_owned();
+    let mut state = state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    state.next_id += 1;
+    let key = format!("ASIALEAN{:012}", state.next_id);
+    state.calls.push(Call {
+        operation: "AssumeRole".into(),
+        time: now(),
+        arns: 0,
+        started_by: Some(session),
+        created: true,
+    });
+    let expiration = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+    let xml = format!(
+        "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleResult>\
+         <Credentials><AccessKeyId>{key}</AccessKeyId><SecretAccessKey>lean</SecretAccessKey>\
+         <SessionToken>lean-token</SessionToken><Expiration>{}</Expiration></Credentials>\
+         <AssumedRoleUser><AssumedRoleId>AROALEAN:x</AssumedRoleId><Arn>arn:aws:sts::{ACCOUNT}:assumed-role/bench/x</Arn></AssumedRoleUser>\
+         </AssumeRoleResult><ResponseMetadata><RequestId>lean</RequestId></ResponseMetadata></AssumeRoleResponse>",
+        expiration.strftime("%Y-%m-%dT%H:%M:%SZ")
+    );
+    ([("content-type", "text/xml")], xml).into_response()
 }
 
 fn string(request: &Value, key: &str) -> Option<String> {

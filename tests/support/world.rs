@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,29 @@ pub struct World {
     pub server: KubeServer,
     pub client: ::kube::Client,
     pub logs: tempfile::TempDir,
+    /// The controllers started, killed when the World goes (a failed test never stops its own).
+    controllers: Mutex<Vec<u32>>,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let pids = self
+            .controllers
+            .get_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        for pid in pids {
+            // Only a process that is still one of these controllers (its PID may have been
+            // reused since it was stopped).
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            if cmdline.contains("sequencer") && cmdline.contains("controller") {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+    }
 }
 
 impl World {
@@ -48,6 +72,7 @@ impl World {
             server,
             client,
             logs: tempfile::tempdir().unwrap(),
+            controllers: Mutex::new(Vec::new()),
         }
     }
 
@@ -101,6 +126,9 @@ impl World {
             .stderr(log)
             .spawn()
             .expect("start the controller");
+        if let Ok(mut started) = self.controllers.lock() {
+            started.push(child.id());
+        }
         (child, path)
     }
 
