@@ -77,6 +77,20 @@ fn step_on(name: &str, cluster: &str, family: &str, extra: Value) -> Value {
     json!({"name": name, "type": "ecs_task", "parameters": parameters})
 }
 
+/// Writes `text` to s3://team-a-batches/`key` (the bucket made first).
+async fn put_team_a_batch(world: &World, key: &str, text: &str) {
+    let s3 = world.emu.s3().await;
+    // Made by the first call; the emulator answers a second create as already owned by you.
+    let _ = s3.create_bucket().bucket("team-a-batches").send().await;
+    s3.put_object()
+        .bucket("team-a-batches")
+        .key(key)
+        .body(text.as_bytes().to_vec().into())
+        .send()
+        .await
+        .unwrap();
+}
+
 /// The reason and message of condition `type_` of `namespace/name` once it is True.
 async fn wait_true(world: &World, namespace: &str, name: &str, type_: &str) -> (String, String) {
     let (_, reason, message) = world.wait_condition_in(namespace, name, type_).await;
@@ -103,20 +117,8 @@ async fn a_policy_refuses_what_it_does_not_allow_from_any_source_and_holds_a_sta
                "sourceBuckets": ["team-a-batches"], "maxCount": 2}),
     )
     .await;
-    let s3 = world.emu.s3().await;
-    s3.create_bucket()
-        .bucket("team-a-batches")
-        .send()
-        .await
-        .unwrap();
     let bad_batch = "- load:\n    type: ecs_task\n    parameters: {cluster: etl, task_definition: 'bad:1', launch_type: FARGATE}\n";
-    s3.put_object()
-        .bucket("team-a-batches")
-        .key("batch.yml")
-        .body(bad_batch.as_bytes().to_vec().into())
-        .send()
-        .await
-        .unwrap();
+    put_team_a_batch(&world, "batch.yml", bad_batch).await;
     let maps: Api<ConfigMap> = Api::namespaced(world.client.clone(), "default");
     let map = json!({"metadata": {"name": "nightly"}, "data": {"batch.yml": bad_batch}});
     maps.create(
@@ -473,21 +475,9 @@ async fn a_namespaces_sequences_act_as_the_role_its_policy_names() {
     let team_a: Api<Sequence> = Api::namespaced(world.client.clone(), "team-a");
     let steps = |family: &str| json!({"steps": [step_on("one", "etl", family, json!({})), step_on("two", "etl", family, json!({}))]});
     // Inline steps; steps from S3; a step that fails, whose log lines are read.
-    let s3 = world.emu.s3().await;
-    s3.create_bucket()
-        .bucket("team-a-batches")
-        .send()
-        .await
-        .unwrap();
     let batch = "- one: {type: ecs_task, parameters: {cluster: etl, task_definition: 'quick:1', launch_type: FARGATE}}\n\
                  - two: {type: ecs_task, parameters: {cluster: etl, task_definition: 'quick:1', launch_type: FARGATE}}\n";
-    s3.put_object()
-        .bucket("team-a-batches")
-        .key("weekly.yml")
-        .body(batch.as_bytes().to_vec().into())
-        .send()
-        .await
-        .unwrap();
+    put_team_a_batch(&world, "weekly.yml", batch).await;
     let failing = [("SEQ_EMU_SECONDS", "1"), ("SEQ_EMU_EXIT_CODE", "1")];
     let broken_definition = world
         .emu
