@@ -19,29 +19,36 @@ pub struct World {
     pub server: KubeServer,
     pub client: ::kube::Client,
     pub logs: tempfile::TempDir,
-    /// The controllers started, killed when the World goes (a failed test never stops its own).
-    controllers: Mutex<Vec<u32>>,
+    /// The controllers started (PID, start time), killed when the World goes (a failed test
+    /// never stops its own).
+    controllers: Mutex<Vec<(u32, Option<u64>)>>,
 }
 
 impl Drop for World {
     fn drop(&mut self) {
-        let pids = self
+        let started = self
             .controllers
             .get_mut()
             .map(std::mem::take)
             .unwrap_or_default();
-        for pid in pids {
-            // Only a process that is still one of these controllers (its PID may have been
-            // reused since it was stopped).
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&cmdline);
-            if cmdline.contains("sequencer") && cmdline.contains("controller") {
+        for (pid, since) in started {
+            // Only the very process started (same start time): a stopped one's PID may have been
+            // given to another process since, another test's controller included.
+            if since.is_some() && start_time(pid) == since {
                 let _ = std::process::Command::new("kill")
                     .args(["-KILL", &pid.to_string()])
                     .status();
             }
         }
     }
+}
+
+/// When process `pid` started (in clock ticks after boot, /proc/PID/stat's 22nd field).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after it are plain.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 impl World {
@@ -127,7 +134,7 @@ impl World {
             .spawn()
             .expect("start the controller");
         if let Ok(mut started) = self.controllers.lock() {
-            started.push(child.id());
+            started.push((child.id(), start_time(child.id())));
         }
         (child, path)
     }
