@@ -427,10 +427,7 @@ async fn cleanup(api: &Api<Sequence>, seq: &Sequence, ctx: &Context) -> Result<A
         .and_then(Result::ok)
         .is_some_and(|r| !r.is_finished());
     if !running {
-        ctx.poller.release(&owner_of(seq));
-        ctx.freshness.forget(seq.uid().as_deref());
-        ctx.aws
-            .forget_sequence(&seq.namespace().unwrap_or_default(), &seq.name_any());
+        let_go(seq, ctx);
         return Ok(Action::await_change());
     }
     let deleted = Observation::CancelRequested {
@@ -443,14 +440,20 @@ async fn cleanup(api: &Api<Sequence>, seq: &Sequence, ctx: &Context) -> Result<A
         .and_then(Result::ok)
         .is_none_or(|r| r.is_finished());
     if finished {
-        ctx.poller.release(&owner_of(seq));
-        ctx.freshness.forget(seq.uid().as_deref());
-        ctx.aws
-            .forget_sequence(&seq.namespace().unwrap_or_default(), &seq.name_any());
+        let_go(seq, ctx);
         Ok(Action::await_change())
     } else {
         Err(Error::TasksStopping)
     }
+}
+
+/// Forgets a deleted Sequence whose tasks have all stopped: the poller's watch, the freshness
+/// record of its writes, and its STS session.
+fn let_go(seq: &Sequence, ctx: &Context) {
+    ctx.poller.release(&owner_of(seq));
+    ctx.freshness.forget(seq.uid().as_deref());
+    ctx.aws
+        .forget_sequence(&seq.namespace().unwrap_or_default(), &seq.name_any());
 }
 
 /// Most lookups a deletion of an unreadable run may make (each is two ListTasks calls).
@@ -531,8 +534,7 @@ async fn cleanup_unreadable(
         // Looked up again until every one of them reports STOPPED.
         return Err(Error::TasksStopping);
     }
-    ctx.poller.release(&owner_of(seq));
-    ctx.freshness.forget(seq.uid().as_deref());
+    let_go(seq, ctx);
     Ok(Action::await_change())
 }
 
