@@ -11,11 +11,13 @@
 //! | [`ecs`] | the ECS adapter: AWS clients, the SDK mapping, error classes | core |
 //! | [`drive`] | the loop every runner uses: advance, persist, act | core, ecs |
 //! | [`shutdown`] | SIGINT and SIGTERM | — |
+//! | [`api`] | the custom resources' types, conditions, labels: what users write and read | — |
+//! | [`controller`] | the controller of those resources, one folder per room | everything above but cli |
 //! | [`cli`] | the `sequencer` command, state file, progress output | everything above, controller (to start it) |
-//! | [`controller`] | the Sequence resource and its controller | everything above but cli |
 //!
 //! `tests/architecture.rs` checks the core's purity and these directions.
 
+pub mod api;
 pub mod batch;
 pub mod cli;
 pub mod controller;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::ecs::error_chain;
+use crate::ecs::errors::error_chain;
 
 pub mod git;
 

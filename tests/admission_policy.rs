@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
 };
-use sequencer::controller::sequence_policy::SequencePolicySpec;
+use sequencer::api::sequence_policy::SequencePolicySpec;
 use sequencer_core::plan::PlannedStep;
 use sequencer_core::policy::{self, Origin};
 use serde_json::{Value, json};

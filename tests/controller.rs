@@ -8,7 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use sequencer::controller::sequence::Sequence;
+use sequencer::api::sequence::Sequence;
 use serde_json::{Value, json};
 use support::world::*;
 

@@ -26,7 +26,7 @@ impl Lcg {
     }
 }
 
-fn is_true(world_seq: &sequencer::controller::sequence::Sequence, type_: &str) -> bool {
+fn is_true(world_seq: &sequencer::api::sequence::Sequence, type_: &str) -> bool {
     world_seq.status.as_ref().is_some_and(|s| {
         s.conditions
             .iter()
@@ -61,7 +61,7 @@ async fn assert_launched_once(world: &World) -> BTreeMap<String, usize> {
 }
 
 /// The task ARNs a Sequence's status records, over all steps and attempts.
-fn recorded_arns(seq: &sequencer::controller::sequence::Sequence) -> Vec<String> {
+fn recorded_arns(seq: &sequencer::api::sequence::Sequence) -> Vec<String> {
     let run = seq
         .status
         .as_ref()
@@ -137,7 +137,7 @@ async fn sigkilled_at_random_instants_every_step_of_every_sequence_is_launched_o
         .as_secs();
     println!("kill schedule seed {seed}");
     let mut random = Lcg(seed);
-    let done = |seq: &sequencer::controller::sequence::Sequence| {
+    let done = |seq: &sequencer::api::sequence::Sequence| {
         is_true(seq, "Complete") || is_true(seq, "Failed")
     };
     let mut kills = 0;

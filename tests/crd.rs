@@ -16,20 +16,16 @@ const POLICY_CRD_FILE: &str = "crds/sequencepolicies.sequencer.dev.yaml";
 #[test]
 fn the_committed_crds_are_what_the_types_generate() {
     for (file, kind, generated) in [
-        (
-            CRD_FILE,
-            "sequence",
-            sequencer::controller::sequence::crd_yaml(),
-        ),
+        (CRD_FILE, "sequence", sequencer::api::sequence::crd_yaml()),
         (
             SCHEDULED_CRD_FILE,
             "scheduledsequence",
-            sequencer::controller::scheduled_sequence::crd_yaml(),
+            sequencer::api::scheduled_sequence::crd_yaml(),
         ),
         (
             POLICY_CRD_FILE,
             "sequencepolicy",
-            sequencer::controller::sequence_policy::crd_yaml(),
+            sequencer::api::sequence_policy::crd_yaml(),
         ),
     ] {
         let committed = std::fs::read_to_string(repo_root().join(file)).unwrap_or_default();
@@ -59,8 +55,7 @@ async fn the_api_server_accepts_the_crd_and_enforces_its_schema() {
             .unwrap();
     support::apiserver::install_crd(&client, &crd).await;
 
-    let api: Api<sequencer::controller::sequence::Sequence> =
-        Api::namespaced(client.clone(), "default");
+    let api: Api<sequencer::api::sequence::Sequence> = Api::namespaced(client.clone(), "default");
     let good = json!({
         "apiVersion": "sequencer.dev/v1alpha1", "kind": "Sequence", "metadata": {"name": "nightly"},
         "spec": {"steps": [
@@ -113,8 +108,7 @@ async fn the_api_server_accepts_the_crd_and_enforces_its_schema() {
         ),
     ] {
         // Untyped, so that only the API server judges the object.
-        let resource =
-            ::kube::core::ApiResource::erase::<sequencer::controller::sequence::Sequence>(&());
+        let resource = ::kube::core::ApiResource::erase::<sequencer::api::sequence::Sequence>(&());
         let raw: Api<::kube::core::DynamicObject> =
             Api::namespaced_with(client.clone(), "default", &resource);
         let object = json!({"apiVersion": "sequencer.dev/v1alpha1", "kind": "Sequence", "metadata": {"name": "bad"}, "spec": bad});
@@ -141,7 +135,7 @@ async fn the_api_server_accepts_the_crd_and_enforces_its_schema() {
 
     // The example in examples/ is a valid Sequence.
     let text = std::fs::read_to_string(repo_root().join("examples/sequence.yaml")).unwrap();
-    let example: sequencer::controller::sequence::Sequence = serde_saphyr::from_str(&text).unwrap();
+    let example: sequencer::api::sequence::Sequence = serde_saphyr::from_str(&text).unwrap();
     let stored = api
         .create(&PostParams::default(), &example)
         .await

@@ -12,8 +12,8 @@ use k8s_openapi::api::events::v1::Event as K8sEvent;
 use kube::Resource;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::events::{Event, EventType, Reporter};
-use sequencer::controller::event_recorder::{EventRecorder, Published};
-use sequencer::controller::metrics::{Metrics, OutcomeLabel};
+use sequencer::controller::runtime::event_recorder::{EventRecorder, Published};
+use sequencer::controller::runtime::metrics::{Metrics, OutcomeLabel};
 use serde_json::json;
 use support::apiserver::KubeServer;
 

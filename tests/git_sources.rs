@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, PostParams};
-use sequencer::controller::sequence::Sequence;
+use sequencer::api::sequence::Sequence;
 use serde_json::{Value, json};
 use support::git::GitServer;
 use support::world::*;
@@ -172,7 +172,7 @@ async fn a_sequence_runs_the_batch_at_the_commit_it_started_from() {
     assert_eq!(pinned.git_commit.as_deref(), Some(main.as_str()));
     assert_eq!(
         pinned.source_digest,
-        Some(sequencer::controller::sequence::text_digest(&main_text)),
+        Some(sequencer::api::sequence::text_digest(&main_text)),
         "the digest of the file as read at that commit"
     );
     assert!(
@@ -310,11 +310,7 @@ async fn a_sequence_runs_the_batch_at_the_commit_it_started_from() {
     }
 
     // A policy's git URL prefixes are judged before anything is fetched.
-    support::apiserver::install_crd(
-        &world.client,
-        &sequencer::controller::sequence_policy::crd(),
-    )
-    .await;
+    support::apiserver::install_crd(&world.client, &sequencer::api::sequence_policy::crd()).await;
     let namespaces: Api<Namespace> = Api::all(world.client.clone());
     namespaces
         .create(
@@ -323,7 +319,7 @@ async fn a_sequence_runs_the_batch_at_the_commit_it_started_from() {
         )
         .await
         .unwrap();
-    let policies: Api<sequencer::controller::sequence_policy::SequencePolicy> =
+    let policies: Api<sequencer::api::sequence_policy::SequencePolicy> =
         Api::all(world.client.clone());
     let policy = json!({"apiVersion": "sequencer.dev/v1alpha1", "kind": "SequencePolicy", "metadata": {"name": "team-g"},
                         "spec": {"namespaces": {"names": ["team-g"]}, "allowed": {"gitUrlPrefixes": ["https://git.example.com/team-g/"]}}});

@@ -78,7 +78,7 @@ fn the_dockerfile_is_multi_stage_non_root_and_runs_the_batch_without_arguments()
 #[test]
 fn the_prometheus_rules_name_metrics_the_controller_exports() {
     // A family with labels is exported once it has a sample: give each one.
-    let metrics = sequencer::controller::metrics::Metrics::new();
+    let metrics = sequencer::controller::runtime::metrics::Metrics::new();
     let throttled: Result<(), sequencer_core::observation::ApiError> =
         Err(sequencer_core::observation::ApiError {
             transient: true,
@@ -89,13 +89,13 @@ fn the_prometheus_rules_name_metrics_the_controller_exports() {
     metrics.step_ended("failed", Some(std::time::Duration::from_secs(1)));
     metrics
         .runs_finished
-        .get_or_create(&sequencer::controller::metrics::PhaseLabel {
+        .get_or_create(&sequencer::controller::runtime::metrics::PhaseLabel {
             phase: "Failed".into(),
         })
         .inc();
     metrics
         .reconcile_errors
-        .get_or_create(&sequencer::controller::metrics::KindLabel {
+        .get_or_create(&sequencer::controller::runtime::metrics::KindLabel {
             kind: "kube".into(),
         })
         .inc();

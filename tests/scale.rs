@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::api::{Api, ListParams, PostParams};
-use sequencer::controller::sequence::Sequence;
+use sequencer::api::sequence::Sequence;
 use serde_json::json;
 use support::apiserver::KubeServer;
 use support::lean_ecs::{LeanEcs, now};
@@ -247,12 +247,12 @@ async fn scale_benchmark() {
         .collect();
     let server = KubeServer::start();
     let client = server.client().await;
-    support::apiserver::install_crd(&client, &sequencer::controller::sequence::crd()).await;
+    support::apiserver::install_crd(&client, &sequencer::api::sequence::crd()).await;
     // Roles mode: a SequencePolicy gives the namespace an IAM role, so every Sequence acts in an
     // STS session of its own (the lean endpoint answers AssumeRole).
     let roles = std::env::var("SEQUENCER_SCALE_ROLES").is_ok_and(|v| v == "1");
     if roles {
-        use sequencer::controller::sequence_policy::{SequencePolicy, crd};
+        use sequencer::api::sequence_policy::{SequencePolicy, crd};
         support::apiserver::install_crd(&client, &crd()).await;
         let policy = json!({"apiVersion": "sequencer.dev/v1alpha1", "kind": "SequencePolicy",
             "metadata": {"name": "bench"},

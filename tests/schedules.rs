@@ -10,19 +10,16 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, ResourceExt};
-use sequencer::controller::scheduled_sequence::ScheduledSequence;
-use sequencer::controller::sequence::Sequence;
+use sequencer::api::scheduled_sequence::ScheduledSequence;
+use sequencer::api::sequence::Sequence;
 use serde_json::{Value, json};
 use support::world::{World, step, stop};
 
 const SCHEDULED_BY: &str = "sequencer.dev/scheduled-sequence";
 
 async fn install_schedules(world: &World) {
-    support::apiserver::install_crd(
-        &world.client,
-        &sequencer::controller::scheduled_sequence::crd(),
-    )
-    .await;
+    support::apiserver::install_crd(&world.client, &sequencer::api::scheduled_sequence::crd())
+        .await;
 }
 
 fn schedules(world: &World) -> Api<ScheduledSequence> {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::Api;
-use sequencer::controller::sequence::Sequence;
+use sequencer::api::sequence::Sequence;
 use serde_json::json;
 use support::world::*;
 

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use sequencer::controller::sequence::Sequence;
-use sequencer::controller::sequence_policy::SequencePolicy;
+use sequencer::api::sequence::Sequence;
+use sequencer::api::sequence_policy::SequencePolicy;
 use serde_json::{Value, json};
 use support::repo_root;
 use support::world::*;
@@ -20,11 +20,7 @@ use support::world::*;
 const POLICY: &str = "team-a";
 
 async fn install_policy_crd(world: &World) {
-    support::apiserver::install_crd(
-        &world.client,
-        &sequencer::controller::sequence_policy::crd(),
-    )
-    .await;
+    support::apiserver::install_crd(&world.client, &sequencer::api::sequence_policy::crd()).await;
 }
 
 async fn label_namespace(world: &World, name: &str, labels: Value) {

@@ -19,6 +19,7 @@ pub mod event;
 pub mod explain;
 pub mod identity;
 pub mod judge;
+pub mod log_record;
 pub mod log_tail;
 pub mod observation;
 pub mod plan;

@@ -2,6 +2,7 @@ use super::*;
 use crate::run_task::RunTaskParameters;
 use crate::status::{AttemptPhase, ContainerRecord, Failure, StopRequest, TaskRecord};
 use crate::step::StepDefinition;
+use jiff::Timestamp;
 
 fn tail(container: &str, lines: &[&str]) -> LogTail {
     LogTail {

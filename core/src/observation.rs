@@ -3,7 +3,7 @@
 
 use jiff::Timestamp;
 
-use crate::log_tail::LogTail;
+use crate::log_record::LogTail;
 use crate::status::TaskRecord;
 
 #[derive(Clone, Debug, PartialEq)]

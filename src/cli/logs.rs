@@ -86,7 +86,7 @@ async fn read_run(args: &LogsArgs) -> Result<(RunStatus, Option<String>), Exit> 
             Err(e) => Err(fail(Exit::InvalidInput, e)),
         };
     }
-    use crate::controller::sequence::Sequence;
+    use crate::api::sequence::Sequence;
     let client = kube::Client::try_default().await.map_err(|e| {
         fail(
             Exit::AwsOrConfig,

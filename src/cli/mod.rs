@@ -69,11 +69,10 @@ pub fn main() -> ExitCode {
                 print!(
                     "{}",
                     match args.kind {
-                        args::CrdKind::Sequence => crate::controller::sequence::crd_yaml(),
+                        args::CrdKind::Sequence => crate::api::sequence::crd_yaml(),
                         args::CrdKind::Scheduledsequence =>
-                            crate::controller::scheduled_sequence::crd_yaml(),
-                        args::CrdKind::Sequencepolicy =>
-                            crate::controller::sequence_policy::crd_yaml(),
+                            crate::api::scheduled_sequence::crd_yaml(),
+                        args::CrdKind::Sequencepolicy => crate::api::sequence_policy::crd_yaml(),
                     }
                 );
                 Exit::Success
@@ -156,8 +155,9 @@ async fn load_plan(
 /// `sequencer trigger NAME`: sets the ScheduledSequence's `sequencer.dev/run-now` annotation to
 /// this instant; the controller starts one run for it.
 async fn trigger(args: args::TriggerArgs) -> Exit {
-    use crate::controller::scheduled_sequence::ScheduledSequence;
-    use crate::controller::schedules::{RUN_NOW, manual_name};
+    use crate::api::labels::RUN_NOW;
+    use crate::api::scheduled_sequence::ScheduledSequence;
+    use crate::controller::schedule::new_run::manual_name;
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
         Err(e) => return fail(Exit::AwsOrConfig, format!("cannot reach Kubernetes: {e}")),
@@ -199,16 +199,22 @@ async fn trigger(args: args::TriggerArgs) -> Exit {
 }
 
 async fn controller(args: ControllerArgs) -> Exit {
-    let shard = match crate::controller::shard::Shard::new(args.shard.clone(), args.shards.clone())
-    {
+    let shard = match crate::controller::runtime::shard::Shard::new(
+        args.shard.clone(),
+        args.shards.clone(),
+    ) {
         Ok(shard) => shard,
         Err(e) => return fail(Exit::InvalidInput, e),
     };
-    let (client, lease_client) =
-        match crate::controller::kube_client::clients(args.kube_qps, args.kube_burst).await {
-            Ok(c) => c,
-            Err(e) => return fail(Exit::AwsOrConfig, format!("cannot reach Kubernetes: {e}")),
-        };
+    let (client, lease_client) = match crate::controller::runtime::kube_client::clients(
+        args.kube_qps,
+        args.kube_burst,
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => return fail(Exit::AwsOrConfig, format!("cannot reach Kubernetes: {e}")),
+    };
     let config = aws_config(args.region).await;
     if let Err(e) = check_credentials(&config).await {
         return fail(Exit::AwsOrConfig, e);
@@ -218,7 +224,7 @@ async fn controller(args: ControllerArgs) -> Exit {
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "sequencer".into());
             format!("{host}-{}", std::process::id())
         });
-        crate::controller::leader::LeaseConfig::new(
+        crate::controller::runtime::leader::LeaseConfig::new(
             args.lease_namespace
                 .clone()
                 .unwrap_or_else(|| "default".into()),
@@ -236,10 +242,10 @@ async fn controller(args: ControllerArgs) -> Exit {
         max_concurrent_reconciles: args.max_concurrent_reconciles,
         unselected_namespaces: match args.unselected_namespaces {
             crate::cli::args::UnselectedNamespaces::Allow => {
-                crate::controller::tenancy::Unselected::Allow
+                crate::controller::tenancy::policies::Unselected::Allow
             }
             crate::cli::args::UnselectedNamespaces::Deny => {
-                crate::controller::tenancy::Unselected::Deny
+                crate::controller::tenancy::policies::Unselected::Deny
             }
         },
         task_events: args.task_events_queue_url.map(|queue_url| {

@@ -13,19 +13,26 @@ use kube::runtime::events::Reporter as EventReporter;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use tokio::sync::watch;
 
-use super::event_recorder::EventRecorder;
-use super::{Context, FIELD_MANAGER, error_policy, reconcile};
-use crate::controller::leader::{LeaderElector, LeaseConfig};
-use crate::controller::metrics::Metrics;
-use crate::controller::poller::{Poller, Woken};
-use crate::controller::scheduled_sequence::ScheduledSequence;
-use crate::controller::schedules::{self, ScheduleContext};
-use crate::controller::sequence::Sequence;
-use crate::controller::server::Health;
-use crate::controller::shard::Shard;
-use crate::controller::task_events::TaskEventQueue;
-use crate::controller::tenancy::{Tenancy, TenancyError, Unselected};
-use crate::controller::undecodable::GuardedSequence;
+use crate::api::guarded_sequence::GuardedSequence;
+use crate::api::labels::SCHEDULED_BY;
+use crate::api::scheduled_sequence::ScheduledSequence;
+use crate::api::sequence::Sequence;
+use crate::controller::runtime::cache::slim;
+use crate::controller::runtime::event_recorder::EventRecorder;
+use crate::controller::runtime::kube_client::FIELD_MANAGER;
+use crate::controller::runtime::leader::{LeaderElector, LeaseConfig};
+use crate::controller::runtime::metrics::Metrics;
+use crate::controller::runtime::server::Health;
+use crate::controller::runtime::shard::Shard;
+use crate::controller::schedule;
+use crate::controller::schedule::context::ScheduleContext;
+use crate::controller::sequence;
+use crate::controller::sequence::context::Context;
+use crate::controller::tasks::poller::{Poller, Woken};
+use crate::controller::tasks::task_events::TaskEventQueue;
+use crate::controller::tenancy::policies::{
+    Tenancy, TenancyError, Unselected, refused_by_policy, wakes,
+};
 use crate::ecs::clients::AwsClients;
 use crate::shutdown::wait_for_signal;
 
@@ -219,12 +226,12 @@ async fn serve_until_signalled(
     health: &Arc<Health>,
     metrics: &Arc<Metrics>,
 ) -> Result<watch::Receiver<bool>, RunError> {
-    let (listener, bound) = crate::controller::server::bind(address)
+    let (listener, bound) = crate::controller::runtime::server::bind(address)
         .await
         .map_err(|source| RunError::Bind { address, source })?;
     tracing::info!(address = %bound, "serving /healthz, /readyz and /metrics");
     let (stop_tx, stop) = watch::channel(false);
-    tokio::spawn(crate::controller::server::serve(
+    tokio::spawn(crate::controller::runtime::server::serve(
         listener,
         health.clone(),
         metrics.clone(),
@@ -293,11 +300,7 @@ async fn reconcile_sequences(
         }
     });
     // Woken by the poller, and again when a policy change may allow what a policy refused.
-    let policy_wakes = crate::controller::tenancy::wakes(
-        ctx.tenancy.changes(),
-        controller.store(),
-        refused_by_policy,
-    );
+    let policy_wakes = wakes(ctx.tenancy.changes(), controller.store(), refused_by_policy);
     let wakes = futures::stream::select(woken.stream(), policy_wakes);
     // Bounded: a restart or a burst of creations queues Sequences instead of holding every one
     // of them in memory mid-reconcile at once (the API and ECS paces bound the work anyway).
@@ -305,7 +308,11 @@ async fn reconcile_sequences(
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .reconcile_on(wakes)
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(
+            sequence::reconcile::reconcile,
+            sequence::reconcile::error_policy,
+            ctx,
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "reconcile ended with an error");
@@ -313,37 +320,6 @@ async fn reconcile_sequences(
         })
         .await;
 }
-
-/// Whether a SequencePolicy refused the Sequence or holds its run.
-fn refused_by_policy(guarded: &GuardedSequence) -> bool {
-    let conditions = guarded
-        .0
-        .as_ref()
-        .ok()
-        .and_then(|seq| seq.status.as_ref())
-        .map(|status| status.conditions.as_slice())
-        .unwrap_or_default();
-    conditions
-        .iter()
-        .any(|c| c.status == "True" && c.reason == crate::controller::plan_source::POLICY_DENIED)
-}
-
-/// Drops from a cached Sequence what the controller never reads and the API server keeps anyway:
-/// the managed fields and kubectl's copy of the last applied object (as large as the spec again).
-/// Status writes go through the status subresource, which ignores metadata, so nothing dropped
-/// here is ever written back.
-pub(crate) fn slim<K: kube::Resource>(object: &mut K) {
-    let meta = object.meta_mut();
-    meta.managed_fields = None;
-    if let Some(annotations) = &mut meta.annotations {
-        annotations.remove(LAST_APPLIED);
-        if annotations.is_empty() {
-            meta.annotations = None;
-        }
-    }
-}
-
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Watches ScheduledSequences and the Sequences they own, and reconciles them until `shutdown`.
 /// Without the ScheduledSequence CRD (an install from before it existed) schedules are off and
@@ -371,9 +347,8 @@ async fn reconcile_schedules(
         shutdown.await;
         return;
     }
-    // A schedule's runs carry its shard label (see `schedules::run_for`).
-    let runs_config = watcher::Config::default()
-        .labels(&shard.selector_and(crate::controller::schedules::SCHEDULED_BY));
+    // A schedule's runs carry its shard label (see `schedule::new_run::run_for`).
+    let runs_config = watcher::Config::default().labels(&shard.selector_and(SCHEDULED_BY));
     let parents_config = watcher::Config::default().any_semantic();
     let parents_config = match shard.selector() {
         Some(selector) => parents_config.labels(&selector),
@@ -382,7 +357,11 @@ async fn reconcile_schedules(
     Controller::new(parents, parents_config)
         .owns(runs, runs_config)
         .graceful_shutdown_on(shutdown)
-        .run(schedules::reconcile, schedules::error_policy, ctx)
+        .run(
+            schedule::reconcile::reconcile,
+            schedule::reconcile::error_policy,
+            ctx,
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "schedule reconcile ended with an error");
@@ -403,46 +382,5 @@ async fn ending(stop: watch::Receiver<bool>, lost: watch::Receiver<bool>) {
     tokio::select! {
         _ = stopped(stop) => {}
         _ = stopped(lost) => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_slim_sequence_keeps_all_but_managed_fields_and_the_last_applied_copy() {
-        let mut seq: Sequence = serde_json::from_value(serde_json::json!({
-            "apiVersion": "sequencer.dev/v1alpha1", "kind": "Sequence",
-            "metadata": {"name": "n", "namespace": "d", "resourceVersion": "7",
-                "finalizers": ["sequencer.dev/stop-tasks"], "labels": {"team": "a"},
-                "annotations": {LAST_APPLIED: "{\"a huge\": \"copy\"}", "note": "kept"},
-                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
-            "spec": {"steps": []}
-        }))
-        .unwrap();
-        let before = seq.clone();
-        slim(&mut seq);
-        assert_eq!(seq.metadata.managed_fields, None);
-        let annotations = seq.metadata.annotations.clone().unwrap_or_default();
-        assert_eq!(annotations.len(), 1);
-        assert_eq!(annotations.get("note").map(String::as_str), Some("kept"));
-        assert_eq!(seq.metadata.finalizers, before.metadata.finalizers);
-        assert_eq!(seq.metadata.labels, before.metadata.labels);
-        assert_eq!(
-            seq.metadata.resource_version,
-            before.metadata.resource_version
-        );
-        assert_eq!(seq.spec, before.spec);
-
-        let mut only_last_applied = before;
-        only_last_applied
-            .metadata
-            .annotations
-            .as_mut()
-            .unwrap()
-            .remove("note");
-        slim(&mut only_last_applied);
-        assert_eq!(only_last_applied.metadata.annotations, None);
     }
 }

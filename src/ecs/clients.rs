@@ -275,7 +275,7 @@ pub async fn check_credentials(config: &SdkConfig) -> Result<(), String> {
     provider.provide_credentials().await.map(|_| ()).map_err(|e| {
         format!(
             "no AWS credentials: {} (looked in the environment, the shared config files, web identity (IRSA), the container and instance roles)",
-            super::error_chain(&e)
+            crate::ecs::errors::error_chain(&e)
         )
     })
 }

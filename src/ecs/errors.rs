@@ -10,8 +10,6 @@ use aws_sdk_ecs::config::http::HttpResponse;
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 use sequencer_core::observation::ApiError;
 
-use super::error_chain;
-
 /// The client errors the ECS API reference documents (for RunTask, ListTasks, DescribeTasks,
 /// StopTask, DescribeTaskDefinition): ECS refused the request and did nothing.
 const REFUSALS: &[&str] = &[
@@ -74,4 +72,19 @@ where
         },
         _ => unknown("Unknown", detail),
     }
+}
+
+/// "outer: inner: innermost", since SDK errors keep the useful part in their sources.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
 }

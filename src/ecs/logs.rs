@@ -12,7 +12,8 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_cloudwatchlogs::Client as LogsClient;
 use aws_sdk_cloudwatchlogs::error::{ProvideErrorMetadata, SdkError};
-use sequencer_core::log_tail::{LogTail, LogTarget, LogsUnavailable, task_id};
+use sequencer_core::log_record::{LogTail, LogsUnavailable};
+use sequencer_core::log_tail::{LogTarget, task_id};
 
 use super::limits::{CallLimitSettings, CallLimits};
 use super::sessions::SessionCredentials;
@@ -260,7 +261,7 @@ fn read_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
             let detail = err
                 .message()
                 .map(str::to_owned)
-                .unwrap_or_else(|| super::error_chain(err));
+                .unwrap_or_else(|| crate::ecs::errors::error_chain(err));
             let code = if code.is_empty() { "error" } else { code };
             (
                 LogsUnavailable::ReadFailed,

@@ -6,7 +6,7 @@
 //! the core and the AWS SDK; never the CLI or the controller.
 
 pub mod clients;
-mod errors;
+pub mod errors;
 pub mod limits;
 pub mod logs;
 pub mod request;
@@ -28,7 +28,8 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use sequencer_core::action::Action;
 use sequencer_core::engine::DESCRIBE_BATCH;
 use sequencer_core::identity::TAG_RUN;
-use sequencer_core::log_tail::{LogTail, LogTarget, LogsUnavailable, task_id};
+use sequencer_core::log_record::{LogTail, LogsUnavailable};
+use sequencer_core::log_tail::{LogTarget, task_id};
 use sequencer_core::observation::{
     ApiError, DescribeResponse, EcsFailure, LaunchResponse, MissingTask, Observation,
 };
@@ -504,19 +505,4 @@ pub fn task_record(task: &Task) -> TaskRecord {
             .find(|t| t.key() == Some(TAG_RUN))
             .and_then(|t| t.value().map(Into::into)),
     }
-}
-
-/// "outer: inner: innermost", since SDK errors keep the useful part in their sources.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
-    text
 }

@@ -22,8 +22,8 @@ use aws_credential_types::provider::{ProvideCredentials, future};
 use aws_sdk_sts::types::Tag;
 use sha2::{Digest, Sha256};
 
-use super::error_chain;
 use super::limits::{CallLimitSettings, CallLimits};
+use crate::ecs::errors::error_chain;
 
 /// Credentials are renewed when less than this is left of them (and never used closer to their
 /// end, so a call signed with them cannot outlive them mid-retry).

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 use super::MAX_BATCH_BYTES;
-use crate::ecs::error_chain;
+use crate::ecs::errors::error_chain;
 
 /// A batch file in a git repository.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -30,8 +30,7 @@ impl ConflictingWriter {
         let writes = Arc::new(AtomicUsize::new(0));
         let (flag, counter) = (stop.clone(), writes.clone());
         let task = tokio::spawn(async move {
-            let api: Api<sequencer::controller::sequence::Sequence> =
-                Api::namespaced(client, "default");
+            let api: Api<sequencer::api::sequence::Sequence> = Api::namespaced(client, "default");
             let mut tick = 0u64;
             while !flag.load(Ordering::Relaxed) {
                 tick += 1;

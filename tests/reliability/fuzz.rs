@@ -8,8 +8,9 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
-use sequencer::controller::plan_source::check_steps;
-use sequencer::controller::undecodable::{GuardedSequence, located_problems};
+use sequencer::api::guarded_sequence::GuardedSequence;
+use sequencer::controller::sequence::plan_source::check_steps;
+use sequencer::controller::sequence::undecodable::located_problems;
 use serde_json::Value;
 
 pub struct Figures {

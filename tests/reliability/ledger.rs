@@ -101,7 +101,7 @@ pub fn design(i: usize, steps: usize) -> Design {
     }
 }
 
-fn condition(seq: &sequencer::controller::sequence::Sequence, type_: &str) -> bool {
+fn condition(seq: &sequencer::api::sequence::Sequence, type_: &str) -> bool {
     seq.status.as_ref().is_some_and(|s| {
         s.conditions
             .iter()

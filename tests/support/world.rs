@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, PostParams};
-use sequencer::controller::sequence::Sequence;
+use sequencer::api::sequence::Sequence;
 use serde_json::{Value, json};
 
 use super::Emulator;
@@ -73,7 +73,7 @@ impl World {
             .await;
         let server = KubeServer::start();
         let client = server.client().await;
-        super::apiserver::install_crd(&client, &sequencer::controller::sequence::crd()).await;
+        super::apiserver::install_crd(&client, &sequencer::api::sequence::crd()).await;
         World {
             emu,
             server,
@@ -217,7 +217,7 @@ impl World {
 
 /// The condition of `type_`, which the controller always writes.
 pub fn condition_of(
-    status: &sequencer::controller::sequence::SequenceStatus,
+    status: &sequencer::api::sequence::SequenceStatus,
     type_: &str,
 ) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
     let found = status.conditions.iter().find(|c| c.type_ == type_);

@@ -32,9 +32,9 @@ use crate::backoff::{api_error_delay, retry_delay};
 use crate::event::RunEvent;
 use crate::identity::launch_identity;
 use crate::judge::judge_task;
+use crate::log_record::{AttemptLogs, LogTail};
 use crate::log_tail::{
-    ATTEMPTS_WITH_LINES, AttemptLogs, LOGS_WAIT, LogTail, STATUS_BUDGET_BYTES, bound_tails,
-    log_targets,
+    ATTEMPTS_WITH_LINES, LOGS_WAIT, STATUS_BUDGET_BYTES, bound_tails, log_targets,
 };
 use crate::observation::{ApiError, EcsFailure, LaunchResponse, MissingTask, Observation};
 use crate::plan::{Plan, PlannedStep};

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use super::simulation::*;
 use super::*;
 use crate::engine::mismatch;
-use crate::log_tail::{AttemptLogs, LogTail};
+use crate::log_record::{AttemptLogs, LogTail};
 use crate::status::{Attempt, CancelRequest, Failure, StepStatus};
 
 fn at(seconds: i64) -> Timestamp {

@@ -3,7 +3,7 @@
 use super::simulation::container;
 use super::*;
 use crate::identity::TAG_RUN;
-use crate::log_tail::LogTail;
+use crate::log_record::LogTail;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Outcome {

@@ -5,7 +5,8 @@
 use super::fake_ecs::*;
 use super::simulation::*;
 use super::*;
-use crate::log_tail::{LOGS_WAIT, LogTail};
+use crate::log_record::LogTail;
+use crate::log_tail::LOGS_WAIT;
 use crate::step::LogsPolicy;
 
 /// Advances `plan` from `status`, carrying out every action but FetchLogs, until the engine asks

@@ -1,0 +1,14 @@
+//! What every reconcile of a ScheduledSequence is handed.
+
+use std::sync::Arc;
+
+use kube::Client;
+
+use crate::controller::runtime::event_recorder::EventRecorder;
+use crate::controller::runtime::metrics::Metrics;
+
+pub struct ScheduleContext {
+    pub client: Client,
+    pub recorder: EventRecorder,
+    pub metrics: Arc<Metrics>,
+}
