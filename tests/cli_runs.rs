@@ -49,14 +49,7 @@ async fn three_steps_run_in_order_and_succeed() {
         ]
         .concat(),
     );
-    let run = run(emu.sequencer().args([
-        "run",
-        path_str(&b.path),
-        "--poll-interval",
-        "1",
-        "--output",
-        "json",
-    ]));
+    let run = run(emu.run_batch(&b.path).args(["--output", "json"]));
     assert_eq!(run.code, 0, "{run:?}");
     let calls = run_task_calls(&emu);
     assert_eq!(
@@ -101,14 +94,13 @@ async fn three_steps_run_in_order_and_succeed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_step_ends_the_run_and_the_next_is_never_launched() {
-    let emu = Emulator::start();
-    emu.cluster("etl").await;
-    emu.task_definition("ok", &["app"], FAST).await;
-    emu.task_definition(
-        "bad",
-        &["app"],
-        &[("SEQ_EMU_SECONDS", "1"), ("SEQ_EMU_EXIT_CODE", "3")],
-    )
+    let emu = Emulator::with_jobs(&[
+        ("ok", FAST),
+        (
+            "bad",
+            &[("SEQ_EMU_SECONDS", "1"), ("SEQ_EMU_EXIT_CODE", "3")],
+        ),
+    ])
     .await;
     let b = batch(
         &[
@@ -118,9 +110,7 @@ async fn a_failing_step_ends_the_run_and_the_next_is_never_launched() {
         ]
         .concat(),
     );
-    let run = run(emu
-        .sequencer()
-        .args(["run", path_str(&b.path), "--poll-interval", "1"]));
+    let run = run(&mut emu.run_batch(&b.path));
     assert_eq!(run.code, 1, "{run:?}");
     assert_eq!(
         run_task_calls(&emu).len(),
@@ -144,14 +134,13 @@ async fn a_failing_step_ends_the_run_and_the_next_is_never_launched() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ignore_failure_goes_on_and_active_false_skips() {
-    let emu = Emulator::start();
-    emu.cluster("etl").await;
-    emu.task_definition("ok", &["app"], FAST).await;
-    emu.task_definition(
-        "bad",
-        &["app"],
-        &[("SEQ_EMU_SECONDS", "1"), ("SEQ_EMU_EXIT_CODE", "none")],
-    )
+    let emu = Emulator::with_jobs(&[
+        ("ok", FAST),
+        (
+            "bad",
+            &[("SEQ_EMU_SECONDS", "1"), ("SEQ_EMU_EXIT_CODE", "none")],
+        ),
+    ])
     .await;
     let b = batch(
         &[
@@ -161,9 +150,7 @@ async fn ignore_failure_goes_on_and_active_false_skips() {
         ]
         .concat(),
     );
-    let run = run(emu
-        .sequencer()
-        .args(["run", path_str(&b.path), "--poll-interval", "1"]));
+    let run = run(&mut emu.run_batch(&b.path));
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(
         run_task_calls(&emu)
@@ -184,22 +171,17 @@ async fn ignore_failure_goes_on_and_active_false_skips() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_exit_code_fails_the_step() {
-    let emu = Emulator::start();
-    emu.cluster("etl").await;
-    emu.task_definition(
+    let emu = Emulator::with_jobs(&[(
         "x",
-        &["app"],
         &[
             ("SEQ_EMU_SECONDS", "0"),
             ("SEQ_EMU_EXIT_CODE", "none"),
             ("SEQ_EMU_STOP_CODE", "EssentialContainerExited"),
         ],
-    )
+    )])
     .await;
     let b = batch(&step("one", "x:1", ""));
-    let run = run(emu
-        .sequencer()
-        .args(["run", path_str(&b.path), "--poll-interval", "1"]));
+    let run = run(&mut emu.run_batch(&b.path));
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         run.stdout.contains("container app has no exit code"),
@@ -209,16 +191,14 @@ async fn a_missing_exit_code_fails_the_step() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn count_three_tracks_and_judges_every_task() {
-    let emu = Emulator::start();
-    emu.cluster("etl").await;
-    emu.task_definition("x", &["app"], &[]).await; // frozen: the test finishes each task itself
+    // frozen: the test finishes each task itself
+    let emu = Emulator::with_jobs(&[("x", &[])]).await;
     let b = batch(&step("fanout", "x:1", "").replace(
         "launch_type: FARGATE\n",
         "launch_type: FARGATE\n      count: 3\n",
     ));
     let mut child = emu
-        .sequencer()
-        .args(["run", path_str(&b.path), "--poll-interval", "1"])
+        .run_batch(&b.path)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -252,14 +232,10 @@ async fn count_three_tracks_and_judges_every_task() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn runtask_failures_are_a_launch_failure_with_the_ecs_reason() {
-    let emu = Emulator::start();
-    emu.cluster("etl").await;
-    emu.task_definition("x", &["app"], FAST).await;
+    let emu = Emulator::with_jobs(&[("x", FAST)]).await;
     emu.inject("RunTask", "failures", 1, Some("RESOURCE:MEMORY"));
     let b = batch(&[step("one", "x:1", ""), step("two", "x:1", "")].concat());
-    let run = run(emu
-        .sequencer()
-        .args(["run", path_str(&b.path), "--poll-interval", "1"]));
+    let run = run(&mut emu.run_batch(&b.path));
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         run.stdout.contains(
@@ -272,9 +248,7 @@ async fn runtask_failures_are_a_launch_failure_with_the_ecs_reason() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_launch_failure_is_retried_when_asked_and_then_succeeds() {
-    let emu = Emulator::start();
-    emu.cluster("etl").await;
-    emu.task_definition("x", &["app"], FAST).await;
+    let emu = Emulator::with_jobs(&[("x", FAST)]).await;
     emu.inject(
         "RunTask",
         "failures",
@@ -284,9 +258,7 @@ async fn a_launch_failure_is_retried_when_asked_and_then_succeeds() {
     let retry =
         "    retry: {limit: 2, when: [launch], backoff: {initial_seconds: 1, max_seconds: 2}}\n";
     let b = batch(&step("one", "x:1", retry));
-    let run = run(emu
-        .sequencer()
-        .args(["run", path_str(&b.path), "--poll-interval", "1"]));
+    let run = run(&mut emu.run_batch(&b.path));
     assert_eq!(run.code, 0, "{run:?}");
     let calls = run_task_calls(&emu);
     assert_eq!(calls.len(), 2, "{calls:?}");
@@ -299,14 +271,11 @@ async fn a_launch_failure_is_retried_when_asked_and_then_succeeds() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_infrastructure_failure_is_retried_then_succeeds() {
-    let emu = Emulator::start();
-    emu.cluster("etl").await;
-    emu.task_definition("x", &["app"], &[]).await;
+    let emu = Emulator::with_jobs(&[("x", &[])]).await;
     let retry = "    retry: {limit: 1, when: [infrastructure], backoff: {initial_seconds: 1, max_seconds: 1}}\n";
     let b = batch(&step("one", "x:1", retry));
     let child = emu
-        .sequencer()
-        .args(["run", path_str(&b.path), "--poll-interval", "1"])
+        .run_batch(&b.path)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -342,14 +311,9 @@ async fn an_infrastructure_failure_is_retried_then_succeeds() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_timeout_stops_the_task_and_fails_the_step() {
-    let emu = Emulator::start();
-    emu.cluster("etl").await;
-    emu.task_definition("slow", &["app"], &[("SEQ_EMU_SECONDS", "600")])
-        .await;
+    let emu = Emulator::with_jobs(&[("slow", &[("SEQ_EMU_SECONDS", "600")])]).await;
     let b = batch(&step("one", "slow:1", "    timeout_seconds: 2\n"));
-    let run = run(emu
-        .sequencer()
-        .args(["run", path_str(&b.path), "--poll-interval", "1"]));
+    let run = run(&mut emu.run_batch(&b.path));
     assert_eq!(run.code, 1, "{run:?}");
     let stops = emu.calls_of("StopTask");
     assert_eq!(stops.len(), 1, "{stops:?}");
@@ -374,18 +338,13 @@ async fn a_timeout_stops_the_task_and_fails_the_step() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn throttling_and_server_errors_are_survived_without_a_duplicate_task() {
-    let emu = Emulator::start();
-    emu.cluster("etl").await;
-    emu.task_definition("x", &["app"], &[("SEQ_EMU_SECONDS", "2")])
-        .await;
+    let emu = Emulator::with_jobs(&[("x", &[("SEQ_EMU_SECONDS", "2")])]).await;
     emu.inject("RunTask", "throttle", 4, None);
     emu.inject("RunTask", "server-error", 2, None);
     emu.inject("DescribeTasks", "throttle", 6, None);
     emu.inject("ListTasks", "server-error", 1, None);
     let b = batch(&[step("one", "x:1", ""), step("two", "x:1", "")].concat());
-    let run = run(emu
-        .sequencer()
-        .args(["run", path_str(&b.path), "--poll-interval", "1"]));
+    let run = run(&mut emu.run_batch(&b.path));
     assert_eq!(run.code, 0, "{run:?}");
     assert!(
         run.stdout
@@ -410,14 +369,10 @@ async fn throttling_and_server_errors_are_survived_without_a_duplicate_task() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_stops_the_running_task_and_exits_130() {
-    let emu = Emulator::start();
-    emu.cluster("etl").await;
-    emu.task_definition("slow", &["app"], &[("SEQ_EMU_SECONDS", "600")])
-        .await;
+    let emu = Emulator::with_jobs(&[("slow", &[("SEQ_EMU_SECONDS", "600")])]).await;
     let b = batch(&[step("one", "slow:1", ""), step("two", "slow:1", "")].concat());
     let child = emu
-        .sequencer()
-        .args(["run", path_str(&b.path), "--poll-interval", "1"])
+        .run_batch(&b.path)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -488,9 +443,7 @@ async fn the_seed_readme_example_and_fixture_run_verbatim() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_from_s3_runs_and_reports_the_version_read() {
-    let emu = Emulator::start();
-    emu.cluster("etl").await;
-    emu.task_definition("x", &["app"], FAST).await;
+    let emu = Emulator::with_jobs(&[("x", FAST)]).await;
     let s3 = emu.s3().await;
     s3.create_bucket().bucket("batches").send().await.unwrap();
     use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};

@@ -11,13 +11,10 @@ use support::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_at_random_instants_then_resume_launches_every_step_exactly_once() {
-    let emu = Emulator::start();
-    emu.cluster("etl").await;
-    emu.task_definition(
+    let emu = Emulator::with_jobs(&[(
         "job",
-        &["app"],
         &[("SEQ_EMU_SECONDS", "4"), ("SEQ_EMU_EXIT_CODE", "0")],
-    )
+    )])
     .await;
     let steps = 6;
     let text: String = (1..=steps)
@@ -178,10 +175,7 @@ const TWO_STEPS: &str = "- one:\n    type: ecs_task\n    parameters: {cluster: e
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_after_recording_the_launch_but_before_runtask_relaunches_with_the_same_token() {
-    let emu = Emulator::start();
-    emu.cluster("etl").await;
-    emu.task_definition("job", &["app"], &[("SEQ_EMU_SECONDS", "1")])
-        .await;
+    let emu = Emulator::with_jobs(&[("job", &[("SEQ_EMU_SECONDS", "1")])]).await;
     let b = batch(TWO_STEPS);
     let state = b.dir.path().join("state.json");
     let sequencer_core::action::Action::Launch { identity, .. } =
@@ -217,10 +211,7 @@ async fn killed_after_recording_the_launch_but_before_runtask_relaunches_with_th
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_after_runtask_but_before_recording_its_answer_finds_the_task_instead_of_launching_again()
  {
-    let emu = Emulator::start();
-    emu.cluster("etl").await;
-    emu.task_definition("job", &["app"], &[("SEQ_EMU_SECONDS", "1")])
-        .await;
+    let emu = Emulator::with_jobs(&[("job", &[("SEQ_EMU_SECONDS", "1")])]).await;
     let b = batch(TWO_STEPS);
     let state = b.dir.path().join("state.json");
     let launch = state_before_runtask(&b.path, &state);
@@ -265,10 +256,7 @@ async fn a_state_file_from_another_batch_is_refused_and_nothing_runs() {
 /// same clientToken, which ECS answers with all three.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_partial_lookup_of_a_counted_launch_is_completed_with_the_same_token_not_adopted() {
-    let emu = Emulator::start();
-    emu.cluster("etl").await;
-    emu.task_definition("job", &["app"], &[("SEQ_EMU_SECONDS", "5")])
-        .await;
+    let emu = Emulator::with_jobs(&[("job", &[("SEQ_EMU_SECONDS", "5")])]).await;
     let b = batch(
         "- one:\n    type: ecs_task\n    parameters: {cluster: etl, task_definition: 'job:1', launch_type: FARGATE, count: 3}\n\
 - two:\n    type: ecs_task\n    parameters: {cluster: etl, task_definition: 'job:1', launch_type: FARGATE}\n",
@@ -344,10 +332,7 @@ async fn a_state_file_that_does_not_fit_its_batch_is_refused_and_nothing_runs() 
 /// it alone and launches its own with the recorded clientToken.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_task_of_another_run_with_the_same_started_by_is_never_adopted() {
-    let emu = Emulator::start();
-    emu.cluster("etl").await;
-    emu.task_definition("job", &["app"], &[("SEQ_EMU_SECONDS", "3")])
-        .await;
+    let emu = Emulator::with_jobs(&[("job", &[("SEQ_EMU_SECONDS", "3")])]).await;
     let b = batch(TWO_STEPS);
     let state = b.dir.path().join("state.json");
     let sequencer_core::action::Action::Launch { identity, .. } =

@@ -122,19 +122,16 @@ fn the_image_runs_as_uid_65532_on_a_read_only_root_and_reports_its_version() {
 /// succeeds, 1 when a step fails (and nothing after the failed step runs).
 #[tokio::test(flavor = "multi_thread")]
 async fn with_sequencer_yaml_s3_path_and_no_arguments_the_image_runs_that_batch() {
-    let emu = Emulator::start();
-    emu.cluster("etl").await;
-    emu.task_definition(
-        "quick",
-        &["app"],
-        &[("SEQ_EMU_SECONDS", "1"), ("SEQ_EMU_EXIT_CODE", "0")],
-    )
-    .await;
-    emu.task_definition(
-        "bad",
-        &["app"],
-        &[("SEQ_EMU_SECONDS", "1"), ("SEQ_EMU_EXIT_CODE", "3")],
-    )
+    let emu = Emulator::with_jobs(&[
+        (
+            "quick",
+            &[("SEQ_EMU_SECONDS", "1"), ("SEQ_EMU_EXIT_CODE", "0")],
+        ),
+        (
+            "bad",
+            &[("SEQ_EMU_SECONDS", "1"), ("SEQ_EMU_EXIT_CODE", "3")],
+        ),
+    ])
     .await;
     let s3 = emu.s3().await;
     s3.create_bucket().bucket("batches").send().await.unwrap();

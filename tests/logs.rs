@@ -347,10 +347,7 @@ async fn every_kind_of_failure_is_said_in_words_with_the_lines_in_json() {
     // A launch refusal: words and a hint, and no log read (no task ran).
     let reads = emu.calls_of("GetLogEvents").len();
     emu.inject("RunTask", "failures", 1, Some("RESOURCE:MEMORY"));
-    let run = run_cmd(
-        emu.sequencer()
-            .args(["run", path_str(&file.path), "--poll-interval", "1"]),
-    );
+    let run = run_cmd(&mut emu.run_batch(&file.path));
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         run.stdout.contains("RunTask could not start 1 task(s): RESOURCE:MEMORY. no container instance in the cluster has enough of that resource free"),

@@ -14,22 +14,12 @@ use support::*;
 /// step's retry policy would do for a launch failure).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lost_runtask_answer_with_an_unknown_code_is_looked_up_not_failed_or_relaunched() {
-    let emu = Emulator::start();
-    emu.cluster("etl").await;
-    emu.task_definition("x", &["app"], &[("SEQ_EMU_SECONDS", "1")])
-        .await;
+    let emu = Emulator::with_jobs(&[("x", &[("SEQ_EMU_SECONDS", "1")])]).await;
     // The SDK tries a call three times; every try takes effect and loses its answer.
     emu.inject_error("RunTask", 3, 500, "InternalError", true);
     let retry = "    retry: {limit: 2, when: [launch, infrastructure]}\n";
     let b = batch(&[step("one", "x:1", retry), step("two", "x:1", "")].concat());
-    let run = run(emu.sequencer().args([
-        "run",
-        path_str(&b.path),
-        "--poll-interval",
-        "1",
-        "--output",
-        "json",
-    ]));
+    let run = run(emu.run_batch(&b.path).args(["--output", "json"]));
     assert_eq!(run.code, 0, "{run:?}");
     let kinds: Vec<String> = events(&run)
         .iter()
@@ -54,15 +44,10 @@ async fn a_lost_runtask_answer_with_an_unknown_code_is_looked_up_not_failed_or_r
 /// A documented refusal is definite: ECS did nothing, and the step fails with its reason.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_documented_refusal_of_runtask_fails_the_launch_with_its_code() {
-    let emu = Emulator::start();
-    emu.cluster("etl").await;
-    emu.task_definition("x", &["app"], &[("SEQ_EMU_SECONDS", "1")])
-        .await;
+    let emu = Emulator::with_jobs(&[("x", &[("SEQ_EMU_SECONDS", "1")])]).await;
     emu.inject_error("RunTask", 1, 400, "AccessDeniedException", false);
     let b = batch(&step("one", "x:1", ""));
-    let run = run(emu
-        .sequencer()
-        .args(["run", path_str(&b.path), "--poll-interval", "1"]));
+    let run = run(&mut emu.run_batch(&b.path));
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         run.stdout.contains("FAILED [AccessDeniedException]"),
@@ -76,10 +61,7 @@ async fn a_documented_refusal_of_runtask_fails_the_launch_with_its_code() {
 /// waiting for a deadline that may not exist.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_describe_task_definition_fails_the_step_instead_of_parking_it() {
-    let emu = Emulator::start();
-    emu.cluster("etl").await;
-    emu.task_definition("x", &["app"], &[("SEQ_EMU_SECONDS", "1")])
-        .await;
+    let emu = Emulator::with_jobs(&[("x", &[("SEQ_EMU_SECONDS", "1")])]).await;
     emu.inject_error(
         "DescribeTaskDefinition",
         1000,
@@ -90,9 +72,7 @@ async fn a_refused_describe_task_definition_fails_the_step_instead_of_parking_it
     // The timeout bounds the test should the step ever be parked again.
     let essential = "    success: {containers: essential}\n    timeout_seconds: 30\n";
     let b = batch(&[step("one", "x:1", essential), step("two", "x:1", "")].concat());
-    let run = run(emu
-        .sequencer()
-        .args(["run", path_str(&b.path), "--poll-interval", "1"]));
+    let run = run(&mut emu.run_batch(&b.path));
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         run.stdout

@@ -22,40 +22,58 @@ pub fn judge_task(
 ) -> Option<Failure> {
     let id = short_task_id(&task.task_arn);
     if task.missing {
-        return Some(Failure {
-            class: FailureClass::OutcomeUnknown,
-            reason: "TaskMissing".into(),
-            message: format!(
-                "task {id} is no longer known to ECS (DescribeTasks answered MISSING); its result could not be seen. \
-                 ECS forgets stopped tasks about an hour after they stop"
-            ),
-        });
+        return Some(forgotten(id));
     }
-    let stopped_reason = task.stopped_reason.as_deref().filter(|r| !r.is_empty());
-    if let Some(code) = task
+    infrastructure_failure(task, id).or_else(|| exit_code_failure(task, policy, essential, id))
+}
+
+/// A task ECS answered MISSING for: whether it succeeded cannot be known.
+fn forgotten(id: &str) -> Failure {
+    Failure {
+        class: FailureClass::OutcomeUnknown,
+        reason: "TaskMissing".into(),
+        message: format!(
+            "task {id} is no longer known to ECS (DescribeTasks answered MISSING); its result could not be seen. \
+             ECS forgets stopped tasks about an hour after they stop"
+        ),
+    }
+}
+
+/// A stop code saying ECS, not the workload, ended the task, with why it did not start in words.
+fn infrastructure_failure(task: &TaskRecord, id: &str) -> Option<Failure> {
+    let code = task
         .stop_code
         .as_deref()
-        .filter(|c| INFRASTRUCTURE_STOP_CODES.contains(c))
-    {
-        let details = container_details(task);
-        let what = explain::stop_code(code).unwrap_or("ECS stopped the task");
-        // Why it did not start, in words, from the stopped reason or a container's reason.
-        let why = std::iter::once(stopped_reason.unwrap_or_default())
-            .chain(task.containers.iter().filter_map(|c| c.reason.as_deref()))
-            .find_map(explain::start_failure)
-            .map(|w| format!("; {w}"))
-            .unwrap_or_default();
-        return Some(Failure {
-            class: FailureClass::Infrastructure,
-            reason: code.to_owned(),
-            message: format!(
-                "task {id}: {what} ({code}: {}){details}{why}",
-                stopped_reason.unwrap_or("no reason given")
-            ),
-        });
-    }
-    let counted = counted_containers(task, policy, essential);
-    if counted.is_empty() {
+        .filter(|c| INFRASTRUCTURE_STOP_CODES.contains(c))?;
+    let stopped_reason = stopped_reason(task);
+    let details = container_details(task);
+    let what = explain::stop_code(code).unwrap_or("ECS stopped the task");
+    // Why it did not start, in words, from the stopped reason or a container's reason.
+    let why = std::iter::once(stopped_reason.unwrap_or_default())
+        .chain(task.containers.iter().filter_map(|c| c.reason.as_deref()))
+        .find_map(explain::start_failure)
+        .map(|w| format!("; {w}"))
+        .unwrap_or_default();
+    Some(Failure {
+        class: FailureClass::Infrastructure,
+        reason: code.to_owned(),
+        message: format!(
+            "task {id}: {what} ({code}: {}){details}{why}",
+            stopped_reason.unwrap_or("no reason given")
+        ),
+    })
+}
+
+/// A counted container that exited with a code not allowed, or with none; or no container to
+/// judge at all.
+fn exit_code_failure(
+    task: &TaskRecord,
+    policy: &SuccessPolicy,
+    essential: Option<&[String]>,
+    id: &str,
+) -> Option<Failure> {
+    let stopped_reason = stopped_reason(task);
+    if counted_containers(task, policy, essential).is_empty() {
         return Some(Failure {
             class: FailureClass::ExitCode,
             reason: "NoCountedContainer".into(),
@@ -67,36 +85,21 @@ pub fn judge_task(
             ),
         });
     }
-    let mut problems = Vec::new();
-    let mut out_of_memory = false;
-    for name in failing_containers(task, policy, essential) {
-        match task.containers.iter().find(|c| c.name == name) {
-            None => problems.push(format!("container {name} is not in the task")),
-            Some(c) => {
-                let reason = c.reason.as_deref();
-                out_of_memory |=
-                    reason.is_some_and(|r| r.to_ascii_lowercase().contains("outofmemory"));
-                match c.exit_code {
-                    Some(code) => {
-                        let words = explain::exit(code, reason)
-                            .map(|w| format!(": {w}"))
-                            .unwrap_or_default();
-                        problems.push(format!(
-                            "container {name} exited with {code}{}{words}",
-                            reason_suffix(reason)
-                        ))
-                    }
-                    None => problems.push(format!(
-                        "container {name} has no exit code (it never ran, or was killed){}",
-                        reason_suffix(reason)
-                    )),
-                }
-            }
-        }
-    }
-    if problems.is_empty() {
+    let failing = failing_containers(task, policy, essential);
+    if failing.is_empty() {
         return None;
     }
+    let problems: Vec<String> = failing
+        .iter()
+        .map(|name| container_problem(task, name))
+        .collect();
+    let out_of_memory = failing.iter().any(|name| {
+        task.containers
+            .iter()
+            .filter(|c| &c.name == name)
+            .filter_map(|c| c.reason.as_deref())
+            .any(|r| r.to_ascii_lowercase().contains("outofmemory"))
+    });
     let reason = if out_of_memory {
         "OutOfMemory".to_owned()
     } else {
@@ -116,6 +119,34 @@ pub fn judge_task(
                 .unwrap_or_default()
         ),
     })
+}
+
+/// What is wrong with one failing container, in words.
+fn container_problem(task: &TaskRecord, name: &str) -> String {
+    let Some(c) = task.containers.iter().find(|c| c.name == name) else {
+        return format!("container {name} is not in the task");
+    };
+    let reason = c.reason.as_deref();
+    match c.exit_code {
+        Some(code) => {
+            let words = explain::exit(code, reason)
+                .map(|w| format!(": {w}"))
+                .unwrap_or_default();
+            format!(
+                "container {name} exited with {code}{}{words}",
+                reason_suffix(reason)
+            )
+        }
+        None => format!(
+            "container {name} has no exit code (it never ran, or was killed){}",
+            reason_suffix(reason)
+        ),
+    }
+}
+
+/// ECS's stopped reason, when it gave one.
+fn stopped_reason(task: &TaskRecord) -> Option<&str> {
+    task.stopped_reason.as_deref().filter(|r| !r.is_empty())
 }
 
 /// The containers whose exit codes decide the task's result under `policy`.

@@ -14,7 +14,7 @@ use serde_json::Value as Json;
 use crate::batch::validate::{Problem, SchemaChecker, position_of};
 use crate::batch::yaml::{self, Node, Pos, Value};
 use sequencer_core::plan::PlannedStep;
-use sequencer_core::run_task::SEQUENCER_TAG_COUNT;
+use sequencer_core::run_task::{RunTaskParameters, SEQUENCER_TAG_COUNT};
 use sequencer_core::step::{ContainerSelection, StepDefinition};
 
 /// ECS limits checked before anything runs.
@@ -214,89 +214,114 @@ fn explain_unknown_key(normalized: &str) -> Option<String> {
 
 /// ECS limits and rules the schema cannot say.
 fn check_limits(step: &StepDefinition, body: &Node) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    let mut problem = |keys: &[&str], message: String| {
-        problems.push(Problem {
-            at: position_of(body, keys),
-            path: keys.join("."),
-            message,
-        });
-    };
     let p = &step.parameters;
+    [
+        overrides_and_tags(p),
+        started_by_and_capacity(p),
+        option_rules(step),
+    ]
+    .concat()
+    .into_iter()
+    .map(|(keys, message)| Problem {
+        at: position_of(body, keys),
+        path: keys.join("."),
+        message,
+    })
+    .collect()
+}
+
+/// What is wrong, at which key path.
+type Found = Vec<(&'static [&'static str], String)>;
+
+/// The overrides' size and the tags' count and keys, as ECS limits them.
+fn overrides_and_tags(p: &RunTaskParameters) -> Found {
+    let mut found: Found = Vec::new();
     if let Some(overrides) = &p.overrides {
         let size = serde_json::to_string(overrides)
             .map(|s| s.len())
             .unwrap_or(0);
         if size > MAX_OVERRIDES_JSON {
-            problem(
+            found.push((
                 &["parameters", "overrides"],
                 format!(
                     "the overrides come to {size} characters of JSON; ECS allows at most {MAX_OVERRIDES_JSON}"
                 ),
-            );
+            ));
         }
     }
     let own_tags = MAX_TAGS - SEQUENCER_TAG_COUNT;
     if p.tags.len() > own_tags {
-        problem(
+        found.push((
             &["parameters", "tags"],
             format!(
                 "{} tags given; ECS allows {MAX_TAGS} per task and sequencer adds {SEQUENCER_TAG_COUNT}, so at most {own_tags}",
                 p.tags.len()
             ),
-        );
+        ));
     }
     for tag in &p.tags {
         if tag.key.to_ascii_lowercase().starts_with("aws:") || tag.key.starts_with("sequencer.dev/")
         {
-            problem(
+            found.push((
                 &["parameters", "tags"],
                 format!(
                     "tag key `{}` is reserved (keys starting with `aws:` belong to AWS, `sequencer.dev/` to sequencer)",
                     tag.key
                 ),
-            );
+            ));
         }
     }
+    found
+}
+
+/// The startedBy label sequencer extends, and the launch type against a capacity strategy.
+fn started_by_and_capacity(p: &RunTaskParameters) -> Found {
+    let mut found: Found = Vec::new();
     if let Some(label) = &p.started_by {
         let bad = label
             .chars()
             .any(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/')));
         if label.is_empty() || label.chars().count() > MAX_STARTED_BY_PREFIX || bad {
-            problem(
+            found.push((
                 &["parameters", "startedBy"],
                 format!(
                     "`{label}` is not a valid startedBy label: 1 to {MAX_STARTED_BY_PREFIX} characters of A-Z a-z 0-9 - _ / (sequencer appends run, step and attempt to it)"
                 ),
-            );
+            ));
         }
     }
     if p.launch_type.is_some() && !p.capacity_provider_strategy.is_empty() {
-        problem(&["parameters", "capacityProviderStrategy"], "give either `launchType` or `capacityProviderStrategy`, not both (ECS rejects the pair)".into());
+        found.push((&["parameters", "capacityProviderStrategy"], "give either `launchType` or `capacityProviderStrategy`, not both (ECS rejects the pair)".into()));
     }
+    found
+}
+
+/// The step's own options: the containers that decide success, and the retry rule.
+fn option_rules(step: &StepDefinition) -> Found {
+    let mut found: Found = Vec::new();
     if let Some(ContainerSelection::Named(names)) = step.success.as_ref().map(|s| &s.containers)
         && names.is_empty()
     {
-        problem(
+        found.push((
             &["success", "containers"],
             "name at least one container, or write `all` or `essential`".into(),
-        );
+        ));
     }
     if let Some(retry) = &step.retry {
         if retry.backoff.initial_seconds > retry.backoff.max_seconds {
-            problem(
+            found.push((
                 &["retry", "backoff"],
                 format!(
                     "initialSeconds ({}) is larger than maxSeconds ({})",
                     retry.backoff.initial_seconds, retry.backoff.max_seconds
                 ),
-            );
+            ));
         }
         if retry.when.is_empty() && retry.limit > 0 {
-            problem(&["retry", "when"], "name at least one failure class to retry on: launch, infrastructure, exitCode, timeout".into());
+            found.push((&["retry", "when"], "name at least one failure class to retry on: launch, infrastructure, exitCode, timeout".into()));
         }
     }
-    problems
+    found
 }
 
 /// The steps as the canonical JSON the schema describes (used by `validate --output json`).

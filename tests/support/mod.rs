@@ -233,6 +233,18 @@ impl Emulator {
         aws_sdk_s3::Client::from_conf(conf)
     }
 
+    /// The setup most tests start from: an emulator with the cluster `etl` (see [`Self::cluster`])
+    /// and one task definition per `(family, env)`, each a single container `app` whose `env`
+    /// sets the emulated behaviour (see [`Self::task_definition`]).
+    pub async fn with_jobs(jobs: &[(&str, &[(&str, &str)])]) -> Emulator {
+        let emu = Emulator::start();
+        emu.cluster("etl").await;
+        for (family, env) in jobs {
+            emu.task_definition(family, &["app"], env).await;
+        }
+        emu
+    }
+
     /// A cluster whose default capacity provider is FARGATE (so a RunTask without launchType
     /// works, as it would on such a cluster in AWS).
     pub async fn cluster(&self, name: &str) {
@@ -349,6 +361,13 @@ impl Emulator {
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("HOME", std::env::temp_dir())
             .current_dir(repo_root());
+        cmd
+    }
+
+    /// `sequencer run FILE --poll-interval 1`: a batch file run as most tests run one.
+    pub fn run_batch(&self, file: &Path) -> Command {
+        let mut cmd = self.sequencer();
+        cmd.arg("run").arg(file).args(["--poll-interval", "1"]);
         cmd
     }
 

@@ -114,32 +114,7 @@ impl SchemaChecker {
             ("object", Value::Mapping(entries)) => {
                 self.walk_object(schema, node, entries, path, out)
             }
-            ("array", Value::Sequence(items)) => {
-                let min = schema.get("minItems").and_then(Json::as_u64);
-                let max = schema.get("maxItems").and_then(Json::as_u64);
-                if let Some(min) = min.filter(|m| (items.len() as u64) < *m) {
-                    problem(
-                        out,
-                        format!("needs at least {min} item(s), found {}", items.len()),
-                    );
-                }
-                if let Some(max) = max.filter(|m| (items.len() as u64) > *m) {
-                    problem(
-                        out,
-                        format!("allows at most {max} item(s), found {}", items.len()),
-                    );
-                }
-                let item_schema = schema.get("items").cloned().unwrap_or(Json::Bool(true));
-                let values: Vec<Option<Json>> = items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, item)| self.walk(&item_schema, item, &format!("{path}[{i}]"), out))
-                    .collect();
-                values
-                    .into_iter()
-                    .collect::<Option<Vec<_>>>()
-                    .map(Json::Array)
-            }
+            ("array", Value::Sequence(items)) => self.walk_array(schema, node, items, path, out),
             ("string", Value::String(s)) => {
                 check_length(schema, s, node, path, out).then(|| Json::String(s.clone()))
             }
@@ -162,6 +137,48 @@ impl SchemaChecker {
                 None
             }
         }
+    }
+
+    /// A list: its length within `minItems`/`maxItems`, each item against `items`.
+    fn walk_array(
+        &self,
+        schema: &Json,
+        node: &Node,
+        items: &[Node],
+        path: &str,
+        out: &mut Vec<Problem>,
+    ) -> Option<Json> {
+        let min = schema.get("minItems").and_then(Json::as_u64);
+        let max = schema.get("maxItems").and_then(Json::as_u64);
+        let mut problem = |message: String| {
+            out.push(Problem {
+                at: node.at,
+                path: path.to_owned(),
+                message,
+            })
+        };
+        if let Some(min) = min.filter(|m| (items.len() as u64) < *m) {
+            problem(format!(
+                "needs at least {min} item(s), found {}",
+                items.len()
+            ));
+        }
+        if let Some(max) = max.filter(|m| (items.len() as u64) > *m) {
+            problem(format!(
+                "allows at most {max} item(s), found {}",
+                items.len()
+            ));
+        }
+        let item_schema = schema.get("items").cloned().unwrap_or(Json::Bool(true));
+        let values: Vec<Option<Json>> = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| self.walk(&item_schema, item, &format!("{path}[{i}]"), out))
+            .collect();
+        values
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .map(Json::Array)
     }
 
     fn walk_alternatives(
