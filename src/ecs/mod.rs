@@ -285,19 +285,7 @@ impl Ecs {
         arns.dedup();
         let mut tasks = Vec::new();
         for chunk in arns.chunks(DESCRIBE_BATCH) {
-            let _turn = self.limits.permit("DescribeTasks").await;
-            let out = self
-                .client
-                .describe_tasks()
-                .set_cluster(cluster.map(Into::into))
-                .set_tasks(Some(chunk.to_vec()))
-                // The run tag tells this run's tasks from another's with the same startedBy.
-                .include(TaskField::Tags)
-                .customize()
-                .config_override(self.signing())
-                .send()
-                .await
-                .map_err(api_error)?;
+            let out = self.describe_tasks(cluster, chunk).await?;
             // Only tasks that really carry this startedBy are this attempt's: a wrong one adopted
             // here would be judged as the step's result.
             tasks.extend(
@@ -310,14 +298,15 @@ impl Ecs {
         Ok(tasks)
     }
 
-    pub async fn describe(
+    /// One DescribeTasks call, in turn, with the tags (the run tag tells this run's tasks from
+    /// another's with the same startedBy).
+    async fn describe_tasks(
         &self,
         cluster: Option<&str>,
         arns: &[String],
-    ) -> Result<DescribeResponse, ApiError> {
+    ) -> Result<aws_sdk_ecs::operation::describe_tasks::DescribeTasksOutput, ApiError> {
         let _turn = self.limits.permit("DescribeTasks").await;
-        let out = self
-            .client
+        self.client
             .describe_tasks()
             .set_cluster(cluster.map(Into::into))
             .set_tasks(Some(arns.to_vec()))
@@ -326,7 +315,15 @@ impl Ecs {
             .config_override(self.signing())
             .send()
             .await
-            .map_err(api_error)?;
+            .map_err(api_error)
+    }
+
+    pub async fn describe(
+        &self,
+        cluster: Option<&str>,
+        arns: &[String],
+    ) -> Result<DescribeResponse, ApiError> {
+        let out = self.describe_tasks(cluster, arns).await?;
         let missing = out
             .failures()
             .iter()

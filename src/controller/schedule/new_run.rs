@@ -33,27 +33,35 @@ pub async fn start_occurrence(
 ) -> Result<String, Error> {
     let run = run_for(parent, occurrence, settings);
     let run_name = run.name_any();
-    match sequences.create(&PostParams::default(), &run).await {
-        Ok(_) => {
-            ctx.metrics.scheduled("started");
-            let note = format!(
-                "started {run_name} for {}",
-                in_zone(occurrence, &settings.zone)
-            );
-            publish(
-                &ctx.recorder,
-                reference,
-                EventType::Normal,
-                "RunStarted",
-                &note,
-            )
-            .await;
-        }
-        // Created by an earlier reconcile that ended before recording it.
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => return Err(e.into()),
-    }
+    let note = format!(
+        "started {run_name} for {}",
+        in_zone(occurrence, &settings.zone)
+    );
+    create_run(ctx, sequences, &run, "started", &note, reference).await?;
     Ok(run_name)
+}
+
+/// Creates `run`, counted under `started` in the metrics and told in a `RunStarted` Event. A run
+/// already there was made by an earlier reconcile that ended before recording it: it counts as
+/// created, and is not announced twice.
+async fn create_run(
+    ctx: &ScheduleContext,
+    sequences: &Api<Sequence>,
+    run: &Sequence,
+    started: &str,
+    note: &str,
+    reference: &ObjectReference,
+) -> Result<(), Error> {
+    match sequences.create(&PostParams::default(), run).await {
+        Ok(_) => {
+            ctx.metrics.scheduled(started);
+            let normal = EventType::Normal;
+            publish(&ctx.recorder, reference, normal, "RunStarted", note).await;
+            Ok(())
+        }
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The Sequence for `occurrence`: the template, owned by the ScheduledSequence (deleting it
@@ -121,22 +129,8 @@ pub async fn manual_run(
         annotations.remove(SCHEDULED_AT);
         annotations.insert(MANUAL.into(), request.clone());
     }
-    match sequences.create(&PostParams::default(), &run).await {
-        Ok(_) => {
-            ctx.metrics.scheduled("manual");
-            let note = format!("started {name} by hand ({RUN_NOW}: {request})");
-            publish(
-                &ctx.recorder,
-                reference,
-                EventType::Normal,
-                "RunStarted",
-                &note,
-            )
-            .await;
-        }
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => return Err(e.into()),
-    }
+    let note = format!("started {name} by hand ({RUN_NOW}: {request})");
+    create_run(ctx, sequences, &run, "manual", &note, reference).await?;
     Ok(Some((request.clone(), name)))
 }
 

@@ -123,66 +123,52 @@ pub async fn report(
     settings: &Settings,
 ) {
     let zone = &settings.zone;
+    // (metric label, Event type, reason, note) of each thing to say.
+    let mut said: Vec<(&str, EventType, &str, String)> = Vec::new();
     if let Some(missed) = d.many_missed {
-        ctx.metrics.scheduled("many_missed");
-        let note = format!(
-            "{missed} or more occurrences were missed (was the controller down, or the clock wrong?); only the latest runs. Set or lower spec.startingDeadlineSeconds to skip old ones"
-        );
-        publish(
-            &ctx.recorder,
-            reference,
+        said.push((
+            "many_missed",
             EventType::Warning,
             "TooManyMissedTimes",
-            &note,
-        )
-        .await;
+            format!(
+                "{missed} or more occurrences were missed (was the controller down, or the clock wrong?); only the latest runs. Set or lower spec.startingDeadlineSeconds to skip old ones"
+            ),
+        ));
     }
     match d.skipped {
-        Some(Skipped::AlreadyActive(t)) => {
-            ctx.metrics.scheduled("skipped_active");
-            let note = format!(
+        Some(Skipped::AlreadyActive(t)) => said.push((
+            "skipped_active",
+            EventType::Normal,
+            "RunSkipped",
+            format!(
                 "the run for {} did not start: the last run is still active and concurrencyPolicy is Forbid",
                 in_zone(t, zone)
-            );
-            publish(
-                &ctx.recorder,
-                reference,
-                EventType::Normal,
-                "RunSkipped",
-                &note,
-            )
-            .await;
-        }
-        Some(Skipped::TooLate(t)) => {
-            ctx.metrics.scheduled("missed_deadline");
-            let note = format!(
+            ),
+        )),
+        Some(Skipped::TooLate(t)) => said.push((
+            "missed_deadline",
+            EventType::Warning,
+            "MissedSchedule",
+            format!(
                 "the run for {} did not start: it is later than startingDeadlineSeconds allows",
                 in_zone(t, zone)
-            );
-            publish(
-                &ctx.recorder,
-                reference,
-                EventType::Warning,
-                "MissedSchedule",
-                &note,
-            )
-            .await;
-        }
+            ),
+        )),
         None => {}
     }
     for run in &d.stop {
-        ctx.metrics.scheduled("replaced");
-        let note = format!(
-            "stopping the active run {run} (concurrencyPolicy Replace): its tasks are stopped before the next run starts"
-        );
-        publish(
-            &ctx.recorder,
-            reference,
+        said.push((
+            "replaced",
             EventType::Normal,
             "RunReplaced",
-            &note,
-        )
-        .await;
+            format!(
+                "stopping the active run {run} (concurrencyPolicy Replace): its tasks are stopped before the next run starts"
+            ),
+        ));
+    }
+    for (metric, type_, reason, note) in said {
+        ctx.metrics.scheduled(metric);
+        publish(&ctx.recorder, reference, type_, reason, &note).await;
     }
 }
 
