@@ -234,6 +234,59 @@ async fn killed_after_runtask_but_before_recording_its_answer_finds_the_task_ins
     assert_eq!(emu.task_arns("etl").await.len(), 2);
 }
 
+/// The first RunTask of a launch was sent with other parameters than the re-issue sends (by an
+/// older version, say) and its answer was lost; ListTasks does not list the task yet. The re-issue
+/// with the same clientToken is answered ConflictException naming the first call's task: it is
+/// adopted, and no new token is tried, although the step retries launch failures.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reissue_answered_conflict_adopts_the_task_its_token_started() {
+    let emu = Emulator::with_jobs(&[("job", &[("SEQ_EMU_SECONDS", "1")])]).await;
+    let retrying = "- one:\n    type: ecs_task\n    retry: {limit: 2, when: [launch]}\n    parameters: {cluster: etl, task_definition: 'job:1', launch_type: FARGATE}\n\
+- two:\n    type: ecs_task\n    parameters: {cluster: etl, task_definition: 'job:1', launch_type: FARGATE}\n";
+    let b = batch(retrying);
+    let state = b.dir.path().join("state.json");
+    let sequencer_core::action::Action::Launch {
+        step,
+        attempt,
+        mut parameters,
+        identity,
+    } = state_before_runtask(&b.path, &state)
+    else {
+        unreachable!()
+    };
+    parameters.group = Some("sent-by-another-version".into());
+    let first = sequencer_core::action::Action::Launch {
+        step,
+        attempt,
+        parameters,
+        identity: identity.clone(),
+    };
+    let ecs = sequencer::ecs::Ecs::from_config(&emu.sdk_config().await);
+    ecs.run_task(&first).await.expect("the first RunTask");
+    emu.consistency(serde_json::json!({"listLagSeconds": 60}));
+
+    let run = resume(&emu, &b.path, &state);
+    assert_eq!(run.code, 0, "{run:?}");
+    let calls = emu.calls_of("RunTask");
+    assert_eq!(
+        calls.len(),
+        3,
+        "the first call, the re-issue, step two: {calls:?}"
+    );
+    assert_eq!(calls[1]["clientToken"], identity.client_token.as_str());
+    emu.consistency(serde_json::json!({}));
+    assert_eq!(
+        emu.task_arns("etl").await.len(),
+        2,
+        "step one ran once: the task its token started was adopted"
+    );
+    let found = events(&run)
+        .into_iter()
+        .find(|e| e["event"] == "tasksFound")
+        .expect("the token's task was adopted");
+    assert_eq!(found["step"], 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_state_file_from_another_batch_is_refused_and_nothing_runs() {
     let emu = Emulator::start();

@@ -51,6 +51,10 @@ pub enum Observation {
 pub struct LaunchResponse {
     pub tasks: Vec<TaskRecord>,
     pub failures: Vec<EcsFailure>,
+    /// ECS answered `ConflictException`: the clientToken was already used in this cluster with
+    /// other parameters, so the first call did launch, and `tasks` are the ones it started (the
+    /// error's `resourceIds`, described). Nothing new was started.
+    pub token_conflict: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -15,6 +15,7 @@ pub mod sessions;
 pub use errors::api_error;
 
 use aws_sdk_ecs::Client;
+use aws_sdk_ecs::operation::run_task::RunTaskError;
 use aws_sdk_ecs::types::{DesiredStatus, Task, TaskField};
 
 use std::collections::HashMap;
@@ -229,13 +230,29 @@ impl Ecs {
                 message: "not a launch".into(),
             });
         };
-        let _turn = self.limits.permit("RunTask").await;
-        let out = apply_to(self.client.run_task(), parameters, identity)
+        let turn = self.limits.permit("RunTask").await;
+        let answer = apply_to(self.client.run_task(), parameters, identity)
             .customize()
             .config_override(self.signing())
             .send()
-            .await
-            .map_err(api_error)?;
+            .await;
+        drop(turn);
+        let out = match answer {
+            Ok(out) => out,
+            Err(e) => {
+                let started = e.as_service_error().and_then(|e| match e {
+                    RunTaskError::ConflictException(c) => Some(c.resource_ids().to_vec()),
+                    _ => None,
+                });
+                return match started {
+                    Some(arns) => {
+                        self.token_conflict(parameters.cluster.as_deref(), &arns)
+                            .await
+                    }
+                    None => Err(api_error(e)),
+                };
+            }
+        };
         Ok(LaunchResponse {
             tasks: out.tasks().iter().map(task_record).collect(),
             failures: out
@@ -247,6 +264,34 @@ impl Ecs {
                     detail: f.detail().map(Into::into),
                 })
                 .collect(),
+            token_conflict: false,
+        })
+    }
+
+    /// The answer to a RunTask refused with `ConflictException`: the tasks its `resourceIds` name
+    /// (the ones the token started before), described with their tags so the engine can tell they
+    /// are this run's. A describe that fails leaves the launch's outcome unknown (the engine looks
+    /// it up by startedBy).
+    async fn token_conflict(
+        &self,
+        cluster: Option<&str>,
+        arns: &[String],
+    ) -> Result<LaunchResponse, ApiError> {
+        let mut tasks = Vec::new();
+        for chunk in arns.chunks(DESCRIBE_BATCH) {
+            let out = self.describe_tasks(cluster, chunk).await.map_err(|e| ApiError {
+                transient: true,
+                code: "ConflictException".into(),
+                message: format!(
+                    "the clientToken was used before with other parameters, and its tasks could not be described: {e}"
+                ),
+            })?;
+            tasks.extend(out.tasks().iter().map(task_record));
+        }
+        Ok(LaunchResponse {
+            tasks,
+            failures: Vec::new(),
+            token_conflict: true,
         })
     }
 

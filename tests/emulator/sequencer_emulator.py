@@ -4,7 +4,9 @@ moto (pinned, see install.sh) serves the real AWS wire protocols for ECS and S3.
 and moto does not is added here, in front of moto's own WSGI app:
 
 * clientToken idempotency: a RunTask repeating a (cluster, clientToken) pair seen in the last
-  24 hours starts nothing and answers with the tasks the first call started, as AWS documents.
+  24 hours starts nothing and answers with the tasks the first call started, as AWS documents;
+  with other parameters than the first call's, it answers 400 ConflictException whose
+  resourceIds are those tasks.
 * DescribeTasks answers MISSING for ARNs it does not know (moto answers nothing).
 * StopTask sets stopCode UserInitiated and stoppedAt, and the containers' exit code 143 (SIGTERM).
   Stopping a stopped task changes nothing.
@@ -269,9 +271,16 @@ class Extension:
     def run_task(self, request, body, environ, start_response):
         token = request.get("clientToken")
         key = (cluster_name(request.get("cluster")), token)
+        asked = json.dumps({k: v for k, v in request.items() if k != "clientToken"}, sort_keys=True)
         if token and key in self.tokens:
-            arns, at = self.tokens[key]
+            arns, at, first = self.tokens[key]
             if time.monotonic() - at < TOKEN_WINDOW_SECONDS:
+                if asked != first:
+                    return respond(start_response, 400, {
+                        "__type": "ConflictException",
+                        "message": "The clientToken is already in use with a different RunTask request.",
+                        "resourceIds": arns,
+                    })
                 tasks = [self.describe_one(environ, arn) for arn in arns]
                 return respond(start_response, 200, {"tasks": [t for t in tasks if t], "failures": []})
         status, payload = self.forward(environ, body)
@@ -290,7 +299,7 @@ class Extension:
                     task.started_at = stamp
                     one_container_per_definition(task)
             if token:
-                self.tokens[key] = (arns, time.monotonic())
+                self.tokens[key] = (arns, time.monotonic(), asked)
             payload = {"tasks": [self.describe_one(environ, a) for a in arns], "failures": payload.get("failures", [])}
         return respond(start_response, status, payload)
 

@@ -112,6 +112,9 @@ impl DecisionDraft<'_> {
             return;
         };
         match outcome {
+            Ok(response) if response.token_conflict => {
+                self.on_token_conflict(step, attempt, &response.tasks)
+            }
             Ok(response) => {
                 a.tasks = response.tasks.clone();
                 a.launched_at = Some(now);
@@ -162,23 +165,8 @@ impl DecisionDraft<'_> {
             .map_or(1, |s| s.definition.parameters.count.unwrap_or(1) as usize);
         // Only this run's tasks: a startedBy carries just a hash of the run, so another run's
         // tasks may share it. They are reported and left alone.
-        let run_id = self.status.run_id.clone();
         let outcome: Result<Vec<TaskRecord>, ApiError> = match outcome {
-            Ok(tasks) => {
-                let (own, foreign): (Vec<TaskRecord>, Vec<TaskRecord>) = tasks
-                    .iter()
-                    .cloned()
-                    .partition(|t| t.run_tag.as_deref() == Some(run_id.as_str()));
-                if !foreign.is_empty() {
-                    let task_arns = foreign.into_iter().map(|t| t.task_arn).collect();
-                    self.events.push(RunEvent::ForeignTasksIgnored {
-                        step,
-                        attempt,
-                        task_arns,
-                    });
-                }
-                Ok(own)
-            }
+            Ok(tasks) => Ok(self.own_tasks(step, attempt, tasks)),
             Err(e) => Err(e.clone()),
         };
         let outcome = &outcome;
@@ -234,6 +222,64 @@ impl DecisionDraft<'_> {
             }
             Err(e) => self.defer_launch(step, attempt, e),
         }
+    }
+
+    /// This run's tasks among `tasks` (by their run tag); any other's are reported and left alone.
+    fn own_tasks(&mut self, step: usize, attempt: u32, tasks: &[TaskRecord]) -> Vec<TaskRecord> {
+        let run_id = self.status.run_id.as_str();
+        let (own, foreign): (Vec<TaskRecord>, Vec<TaskRecord>) = tasks
+            .iter()
+            .cloned()
+            .partition(|t| t.run_tag.as_deref() == Some(run_id));
+        if !foreign.is_empty() {
+            let task_arns = foreign.into_iter().map(|t| t.task_arn).collect();
+            self.events.push(RunEvent::ForeignTasksIgnored {
+                step,
+                attempt,
+                task_arns,
+            });
+        }
+        own
+    }
+
+    /// RunTask answered `ConflictException`: the attempt's clientToken was used before with other
+    /// parameters (a re-issue after an upgrade changed what is sent, say), so the first call did
+    /// launch, and ECS names its tasks. They are adopted, checked by their run tag; a new token is
+    /// never tried, since that would run the step a second time. When none is this run's, whether
+    /// the step ran is unknown: the attempt ends so, and is not retried unless the step says
+    /// `when: [outcomeUnknown]`.
+    fn on_token_conflict(&mut self, step: usize, attempt: u32, tasks: &[TaskRecord]) {
+        let own = self.own_tasks(step, attempt, tasks);
+        let now = self.now;
+        let Some(a) = self.launching_mut(step, attempt) else {
+            return;
+        };
+        if own.is_empty() {
+            a.phase = AttemptPhase::Stopping;
+            a.failure = Some(Failure {
+                class: FailureClass::OutcomeUnknown,
+                reason: "LaunchTokenConflict".into(),
+                message: format!(
+                    "RunTask answered ConflictException: clientToken {} was used before with other parameters, \
+                     but none of the {} task(s) ECS names for it carries this run's tag; whether the step ran is unknown, \
+                     and a new token could run it twice",
+                    a.client_token,
+                    tasks.len()
+                ),
+            });
+            return;
+        }
+        a.tasks = own;
+        a.launched_at = Some(now);
+        a.retry_launch_at = None;
+        a.phase = AttemptPhase::Running;
+        let task_arns = a.tasks.iter().map(|t| t.task_arn.clone()).collect();
+        self.events.push(RunEvent::TasksFound {
+            step,
+            attempt,
+            task_arns,
+        });
+        self.request_task_definition(step, attempt);
     }
 
     pub(super) fn defer_launch(&mut self, step: usize, attempt: u32, error: &ApiError) {

@@ -145,18 +145,23 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
         Just(Observation::CancelRequested {
             reason: "test".into()
         }),
-        (0usize..6, 0u32..5, prop::collection::vec(arb_task(), 0..4)).prop_map(
-            |(step, attempt, tasks)| {
+        (
+            0usize..6,
+            0u32..5,
+            prop::collection::vec(arb_task(), 0..4),
+            any::<bool>()
+        )
+            .prop_map(|(step, attempt, tasks, token_conflict)| {
                 Observation::Launched {
                     step,
                     attempt,
                     outcome: Ok(LaunchResponse {
                         tasks,
                         failures: vec![],
+                        token_conflict,
                     }),
                 }
-            }
-        ),
+            }),
         (0usize..6, 0u32..5, prop::collection::vec(arb_task(), 0..4)).prop_map(
             |(step, attempt, tasks)| Observation::LookedUp {
                 step,

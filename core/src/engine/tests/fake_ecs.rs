@@ -79,6 +79,7 @@ impl FakeEcs {
                         outcome: Ok(LaunchResponse {
                             tasks: vec![],
                             failures,
+                            token_conflict: false,
                         }),
                     };
                 }
@@ -92,6 +93,7 @@ impl FakeEcs {
                         outcome: Ok(LaunchResponse {
                             tasks,
                             failures: vec![],
+                            token_conflict: false,
                         }),
                     };
                 }
@@ -123,6 +125,7 @@ impl FakeEcs {
                     outcome: Ok(LaunchResponse {
                         tasks,
                         failures: vec![],
+                        token_conflict: false,
                     }),
                 }
             }

@@ -350,6 +350,7 @@ fn an_early_missing_served_late_is_not_a_lost_task() {
         outcome: Ok(LaunchResponse {
             tasks: vec![running],
             failures: vec![],
+            token_conflict: false,
         }),
     };
     let status = advance(&plan, &launch.status, &[launched], t0()).status;
@@ -375,4 +376,76 @@ fn an_early_missing_served_late_is_not_a_lost_task() {
         attempt.failure.as_ref().map(|f| f.class),
         Some(FailureClass::OutcomeUnknown)
     );
+}
+
+/// A re-issue answered ConflictException names the tasks the token started: this run's are
+/// adopted; when none is (another run's tag), the attempt's outcome is unknown and no new token is
+/// tried, although the step retries launch failures.
+#[test]
+fn a_token_conflict_adopts_this_runs_tasks_and_never_tries_a_new_token() {
+    let mut a = step("a");
+    a.definition.retry = Some(RetryPolicy {
+        limit: 2,
+        when: vec![RetryOn::Launch],
+        backoff: Backoff {
+            initial_seconds: 1,
+            max_seconds: 1,
+            factor: 1,
+        },
+    });
+    let plan = plan_of(vec![a]);
+    let status = RunStatus::new("run-1".into(), &plan);
+    let launch = advance(&plan, &status, &[Observation::Tick], t0());
+    let task = |tag: &str| TaskRecord {
+        task_arn: "arn:aws:ecs:us-east-1:1:task/c/t1".into(),
+        last_status: Some("RUNNING".into()),
+        run_tag: Some(tag.into()),
+        ..Default::default()
+    };
+    let conflict = |tag: &str| Observation::Launched {
+        step: 0,
+        attempt: 1,
+        outcome: Ok(LaunchResponse {
+            tasks: vec![task(tag)],
+            failures: vec![],
+            token_conflict: true,
+        }),
+    };
+
+    let ours = advance(&plan, &launch.status, &[conflict("run-1")], t0());
+    let attempt = &ours.status.steps[0].attempts[0];
+    assert_eq!(attempt.phase, AttemptPhase::Running);
+    assert_eq!(attempt.tasks.len(), 1);
+    assert!(
+        !ours
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Launch { .. })),
+        "{:?}",
+        ours.actions
+    );
+
+    let theirs = advance(&plan, &launch.status, &[conflict("run-2")], t0());
+    let attempt = &theirs.status.steps[0].attempts[0];
+    assert!(
+        attempt.tasks.is_empty(),
+        "another run's task is not adopted"
+    );
+    let failure = attempt.failure.as_ref().expect("the attempt ends");
+    assert_eq!(failure.class, FailureClass::OutcomeUnknown);
+    assert_eq!(failure.reason, "LaunchTokenConflict");
+    // Later decisions never start a second attempt for it.
+    let mut status = theirs.status;
+    for minutes in 1..5 {
+        let now = t0() + Duration::from_secs(60 * minutes);
+        let d = advance(&plan, &status, &[Observation::Tick], now);
+        assert!(
+            !d.actions.iter().any(|a| matches!(a, Action::Launch { .. })),
+            "{:?}",
+            d.actions
+        );
+        status = d.status;
+    }
+    assert_eq!(status.steps[0].attempts.len(), 1);
+    assert_eq!(status.phase, RunPhase::Failed);
 }
