@@ -51,6 +51,7 @@ fn attempt(tasks: Vec<TaskRecord>, class: FailureClass) -> Attempt {
         phase: AttemptPhase::Stopping,
         created_at: Timestamp::UNIX_EPOCH,
         launched_at: None,
+        last_launch_at: None,
         finished_at: None,
         tasks,
         launch_errors: 0,

@@ -108,6 +108,10 @@ pub struct Attempt {
     /// When RunTask answered with tasks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launched_at: Option<Timestamp>,
+    /// When RunTask was last asked for (the first call or a re-issue), recorded before the call:
+    /// until `LOOKUP_SETTLE` has passed since, a lookup that lists nothing proves nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_launch_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -21,6 +21,7 @@ impl DecisionDraft<'_> {
             phase: AttemptPhase::Launching,
             created_at: self.now,
             launched_at: None,
+            last_launch_at: None,
             finished_at: None,
             tasks: Vec::new(),
             launch_errors: 0,
@@ -39,6 +40,10 @@ impl DecisionDraft<'_> {
     }
 
     pub(super) fn push_launch(&mut self, index: usize, number: u32) {
+        let now = self.now;
+        if let Some(a) = self.attempt_mut(index, number) {
+            a.last_launch_at = Some(now);
+        }
         let identity = self.identity(index, number);
         let parameters = Box::new(self.plan.steps[index].definition.parameters.clone());
         self.answered.insert((index, number));

@@ -51,6 +51,14 @@ const MISSING_GRACE_SIGNED: jiff::SignedDuration = jiff::SignedDuration::from_se
 /// A launch not seen by lookup is re-issued (same clientToken, deduplicated by ECS) only within
 /// this time of being recorded. Later, a duplicate could no longer be ruled out: the attempt fails.
 pub const RELAUNCH_WINDOW: Duration = Duration::from_secs(12 * 3600);
+/// How long after RunTask was last asked for a lookup that lists none of the launch's tasks is
+/// taken to mean there are none. A RunTask call ends within the ECS client's 60 s operation
+/// timeout (retries included), and ListTasks lists a started task within seconds (it is
+/// eventually consistent): five minutes covers both with room. Until then a halted run (deleted,
+/// cancelled, past its deadline) keeps looking instead of concluding that nothing was launched.
+pub const LOOKUP_SETTLE: Duration = Duration::from_secs(300);
+/// How soon a halted run looks again for tasks its launch may still show.
+const LOOK_AGAIN: Duration = Duration::from_secs(5);
 /// DescribeTasks takes at most this many ARNs.
 pub const DESCRIBE_BATCH: usize = 100;
 

@@ -188,9 +188,27 @@ impl DecisionDraft<'_> {
                 });
                 self.request_task_definition(step, attempt);
             }
-            Ok(tasks) if tasks.is_empty() && cancelled.is_some() => {
-                a.phase = AttemptPhase::Stopping;
-                a.failure = cancelled;
+            // A halted run re-issues nothing. What the lookup lists is adopted and stopped; but
+            // an empty or partial answer proves nothing while RunTask may still show up (ListTasks
+            // lags it), so it looks again until the launch has settled.
+            Ok(tasks) if cancelled.is_some() => {
+                if launch_settled(a, now) {
+                    a.tasks = tasks.clone();
+                    a.phase = AttemptPhase::Stopping;
+                    a.failure = cancelled;
+                } else {
+                    let retry_at = now.checked_add(LOOK_AGAIN).unwrap_or(now);
+                    a.retry_launch_at = Some(retry_at);
+                    self.events.push(RunEvent::LaunchDeferred {
+                        step,
+                        attempt,
+                        error: format!(
+                            "the run is stopping and ECS lists {} of the launch's {expected} task(s) so far; looking again before concluding what was launched",
+                            tasks.len()
+                        ),
+                        retry_at,
+                    });
+                }
             }
             // None, or only some (ListTasks is eventually consistent): RunTask again with the same
             // clientToken, which ECS answers with the tasks it started, all of them; never adopt
@@ -219,6 +237,26 @@ impl DecisionDraft<'_> {
                     found: tasks.len(),
                 });
                 self.push_launch(step, attempt);
+            }
+            // A refusal (no access, no such cluster) will not change by waiting, and a halted run
+            // whose launch has settled can wait no longer: whether the launch started a task is
+            // unknown, and the attempt ends so, saying where to look.
+            Err(e) if !e.transient || (cancelled.is_some() && launch_settled(a, now)) => {
+                let halted = cancelled
+                    .as_ref()
+                    .map(|c| format!(" while the run is stopping ({})", c.message))
+                    .unwrap_or_default();
+                a.phase = AttemptPhase::Stopping;
+                a.failure = Some(Failure {
+                    class: FailureClass::OutcomeUnknown,
+                    reason: "LaunchLookupFailed".into(),
+                    message: format!(
+                        "the launch could not be looked up ({e}){halted}, so whether it started a task is unknown: \
+                         a task with startedBy {} may be left running in cluster {}; stop it if so",
+                        a.started_by,
+                        a.cluster.as_deref().unwrap_or("default")
+                    ),
+                });
             }
             Err(e) => self.defer_launch(step, attempt, e),
         }
@@ -409,4 +447,16 @@ fn hint(code: &str) -> String {
     crate::explain::launch(code)
         .map(|h| format!(". {h}"))
         .unwrap_or_default()
+}
+
+/// Whether `LOOKUP_SETTLE` has passed since RunTask was last asked for (for a status written
+/// before that was recorded: since the attempt's latest recorded launch time).
+fn launch_settled(a: &Attempt, now: Timestamp) -> bool {
+    let since = a
+        .last_launch_at
+        .or(a.retry_launch_at)
+        .unwrap_or(a.created_at)
+        .max(a.created_at);
+    let waited = now.duration_since(since);
+    waited.is_positive() && waited.unsigned_abs() >= LOOKUP_SETTLE
 }

@@ -87,6 +87,7 @@ fn arb_attempt() -> impl Strategy<Value = Attempt> {
                 phase,
                 created_at: at(created),
                 launched_at: launched.map(at),
+                last_launch_at: None,
                 finished_at: None,
                 tasks,
                 launch_errors: errors,

@@ -3,6 +3,9 @@
 use super::fake_ecs::*;
 use super::simulation::*;
 use super::*;
+use crate::action::Decision;
+use crate::engine::LOOKUP_SETTLE;
+use crate::status::Attempt;
 
 #[test]
 fn three_steps_run_in_order_and_succeed() {
@@ -448,4 +451,202 @@ fn a_token_conflict_adopts_this_runs_tasks_and_never_tries_a_new_token() {
     }
     assert_eq!(status.steps[0].attempts.len(), 1);
     assert_eq!(status.phase, RunPhase::Failed);
+}
+
+/// A run halted while its launch is unconfirmed (the RunTask answer was lost): the lookups that
+/// follow, what they answer, and the decisions they lead to.
+struct UnconfirmedLaunch {
+    plan: Plan,
+    status: RunStatus,
+}
+
+impl UnconfirmedLaunch {
+    /// Step a's attempt 1 recorded and its RunTask sent at t0, the answer lost.
+    fn new(deadline: Option<u64>) -> Self {
+        let mut plan = plan_of(vec![step("a")]);
+        plan.active_deadline_seconds = deadline;
+        let status = RunStatus::new("run-1".into(), &plan);
+        let status = advance(&plan, &status, &[Observation::Tick], t0()).status;
+        UnconfirmedLaunch { plan, status }
+    }
+
+    /// One decision at `seconds` after t0.
+    fn at(&mut self, seconds: u64, observations: &[Observation]) -> Decision {
+        let now = t0() + Duration::from_secs(seconds);
+        let d = advance(&self.plan, &self.status, observations, now);
+        self.status = d.status.clone();
+        d
+    }
+
+    /// A decision that asks for a lookup, then the lookup's answer.
+    fn look_up(&mut self, seconds: u64, answer: Result<Vec<TaskRecord>, ApiError>) -> Decision {
+        let asked = self.at(seconds, &[Observation::Tick]);
+        assert!(
+            asked
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::Lookup { .. })),
+            "no lookup at {seconds}s: {:?}",
+            asked.actions
+        );
+        let looked_up = Observation::LookedUp {
+            step: 0,
+            attempt: 1,
+            outcome: answer,
+        };
+        self.at(seconds, &[looked_up])
+    }
+
+    fn attempt(&self) -> &Attempt {
+        &self.status.steps[0].attempts[0]
+    }
+}
+
+fn launched_task() -> TaskRecord {
+    TaskRecord {
+        task_arn: "arn:aws:ecs:us-east-1:1:task/c/t1".into(),
+        last_status: Some("PROVISIONING".into()),
+        run_tag: Some("run-1".into()),
+        ..Default::default()
+    }
+}
+
+fn throttled() -> ApiError {
+    ApiError {
+        transient: true,
+        code: "DispatchFailure".into(),
+        message: "the role could not be assumed".into(),
+    }
+}
+
+/// Deleting a Sequence whose launch is unconfirmed: ListTasks does not list the new task yet. An
+/// empty answer is no proof that nothing was launched: the run looks again, finds the task when
+/// ECS lists it, and stops it, never launching again.
+#[test]
+fn a_cancelled_unconfirmed_launch_keeps_looking_and_stops_the_task_that_appears() {
+    let mut run = UnconfirmedLaunch::new(None);
+    let cancel = Observation::CancelRequested {
+        reason: "the Sequence was deleted".into(),
+    };
+    run.at(1, &[cancel]);
+    let empty = run.look_up(2, Ok(vec![]));
+    assert_eq!(
+        run.attempt().phase,
+        AttemptPhase::Launching,
+        "not concluded"
+    );
+    assert!(run.attempt().retry_launch_at.is_some());
+    assert!(
+        !empty
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Launch { .. })),
+        "a cancelled run re-issues nothing: {:?}",
+        empty.actions
+    );
+    assert!(!run.status.is_finished());
+    let found = run.look_up(10, Ok(vec![launched_task()]));
+    assert_eq!(
+        run.attempt().tasks.len(),
+        1,
+        "the task that appeared is adopted"
+    );
+    assert!(
+        found
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::StopTask { .. })),
+        "and stopped: {:?}",
+        found.actions
+    );
+    assert_eq!(run.status.steps[0].attempts.len(), 1);
+}
+
+/// Once RunTask can no longer show up, an empty lookup does mean nothing was launched: the
+/// cancelled run ends without waiting longer.
+#[test]
+fn a_cancelled_launch_that_never_appears_ends_once_the_launch_has_settled() {
+    let mut run = UnconfirmedLaunch::new(None);
+    run.at(
+        1,
+        &[Observation::CancelRequested {
+            reason: "deleted".into(),
+        }],
+    );
+    run.look_up(2, Ok(vec![]));
+    assert!(!run.status.is_finished());
+    let settled = LOOKUP_SETTLE.as_secs() + 1;
+    run.look_up(settled, Ok(vec![]));
+    for seconds in [settled, settled + 5] {
+        run.at(seconds, &[Observation::Tick]);
+    }
+    assert!(run.status.is_finished(), "{:?}", run.status.phase);
+    assert!(run.attempt().tasks.is_empty());
+}
+
+/// Lookups that keep failing (a revoked role) no longer hold a cancelled run forever: once the
+/// launch has settled the attempt ends as outcome unknown, saying which task may be left.
+#[test]
+fn a_cancelled_run_whose_lookups_keep_failing_ends_as_outcome_unknown() {
+    let mut run = UnconfirmedLaunch::new(None);
+    run.at(
+        1,
+        &[Observation::CancelRequested {
+            reason: "deleted".into(),
+        }],
+    );
+    run.look_up(2, Err(throttled()));
+    assert_eq!(run.attempt().phase, AttemptPhase::Launching);
+    let settled = LOOKUP_SETTLE.as_secs() + 60;
+    let d = run.look_up(settled, Err(throttled()));
+    let failure = run.attempt().failure.clone().expect("the attempt ends");
+    assert_eq!(failure.class, FailureClass::OutcomeUnknown);
+    assert_eq!(failure.reason, "LaunchLookupFailed");
+    assert!(
+        failure.message.contains(&run.attempt().started_by),
+        "{}",
+        failure.message
+    );
+    assert!(
+        !d.actions.iter().any(|a| matches!(a, Action::Launch { .. })),
+        "{:?}",
+        d.actions
+    );
+    run.at(settled + 1, &[Observation::Tick]);
+    assert!(run.status.is_finished(), "{:?}", run.status.phase);
+}
+
+/// The run's deadline ends an attempt whose lookups keep failing, as a cancel does.
+#[test]
+fn a_deadline_ends_an_attempt_whose_lookups_keep_failing() {
+    let mut run = UnconfirmedLaunch::new(Some(60));
+    run.look_up(1, Err(throttled()));
+    let late = LOOKUP_SETTLE.as_secs() + 120;
+    run.look_up(late, Err(throttled()));
+    assert_eq!(
+        run.attempt().failure.as_ref().map(|f| f.class),
+        Some(FailureClass::OutcomeUnknown)
+    );
+    run.at(late + 1, &[Observation::Tick]);
+    assert!(run.status.is_finished(), "{:?}", run.status.phase);
+}
+
+/// A lookup ECS refuses (no access to ListTasks, no such cluster) will not succeed by waiting: the
+/// attempt ends as outcome unknown at once, running or not.
+#[test]
+fn a_refused_lookup_ends_the_attempt_as_outcome_unknown_at_once() {
+    let mut run = UnconfirmedLaunch::new(None);
+    let denied = ApiError {
+        transient: false,
+        code: "AccessDeniedException".into(),
+        message: "not authorized to perform ecs:ListTasks".into(),
+    };
+    run.look_up(2, Err(denied));
+    let failure = run.attempt().failure.clone().expect("ended");
+    assert_eq!(failure.class, FailureClass::OutcomeUnknown);
+    assert!(
+        failure.message.contains("AccessDeniedException"),
+        "{}",
+        failure.message
+    );
 }
