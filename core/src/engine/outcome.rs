@@ -31,6 +31,17 @@ impl DecisionDraft<'_> {
             };
             a.phase = AttemptPhase::Failed;
             a.finished_at = Some(now);
+            // A task ECS forgot may still be running or may have succeeded: whatever its siblings
+            // did, and in whatever order they were judged, the attempt's outcome is unknown, so
+            // that it is retried only where running the step twice is allowed.
+            if let Some(forgotten) = a.tasks.iter().find(|t| t.missing)
+                && a.failure
+                    .as_ref()
+                    .is_some_and(|f| f.class != FailureClass::OutcomeUnknown)
+            {
+                let policy = crate::step::SuccessPolicy::default_policy();
+                a.failure = judge_task(forgotten, &policy, None);
+            }
             a.failure.clone().unwrap_or_else(|| Failure {
                 class: FailureClass::Infrastructure,
                 reason: "Unknown".into(),
@@ -67,6 +78,12 @@ impl DecisionDraft<'_> {
     pub(super) fn fail_step(&mut self, index: usize, failure: Failure) {
         // `ignoreFailure` is about the step's own failure, not about the run being stopped.
         let ignored = self.plan.steps[index].definition.ignore_failure && self.halt().is_none();
+        let mut failure = failure;
+        if ignored && failure.class == FailureClass::OutcomeUnknown {
+            failure.message.push_str(
+                "; ignoreFailure lets the run go on, though this step's task may still be running beside the next step's",
+            );
+        }
         let s = &mut self.status.steps[index];
         s.phase = StepPhase::Failed;
         s.completion_time = Some(self.now);

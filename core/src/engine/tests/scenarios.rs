@@ -650,3 +650,103 @@ fn a_refused_lookup_ends_the_attempt_as_outcome_unknown_at_once() {
         failure.message
     );
 }
+
+/// `count: 2`, one task failing with an exit code and the other forgotten by ECS: the attempt's
+/// outcome is unknown whatever the order of its tasks, so a step that retries exit codes does not
+/// launch again while the forgotten task may still run.
+#[test]
+fn a_failed_and_a_forgotten_task_make_the_outcome_unknown_in_either_order() {
+    for forgotten_first in [false, true] {
+        let mut a = step("a");
+        a.definition.parameters.count = Some(2);
+        a.definition.retry = Some(RetryPolicy {
+            limit: 2,
+            when: vec![RetryOn::ExitCode],
+            backoff: Backoff {
+                initial_seconds: 1,
+                max_seconds: 1,
+                factor: 1,
+            },
+        });
+        let plan = plan_of(vec![a]);
+        let status = RunStatus::new("run-1".into(), &plan);
+        let status = advance(&plan, &status, &[Observation::Tick], t0()).status;
+        let arn = |n: u32| format!("arn:aws:ecs:us-east-1:1:task/c/t{n}");
+        let provisioning = |n: u32| TaskRecord {
+            task_arn: arn(n),
+            last_status: Some("PROVISIONING".into()),
+            run_tag: Some("run-1".into()),
+            ..Default::default()
+        };
+        let launched = Observation::Launched {
+            step: 0,
+            attempt: 1,
+            outcome: Ok(LaunchResponse {
+                tasks: vec![provisioning(1), provisioning(2)],
+                failures: vec![],
+                token_conflict: false,
+            }),
+        };
+        let status = advance(&plan, &status, &[launched], t0()).status;
+        let (failed, forgotten) = if forgotten_first { (2, 1) } else { (1, 2) };
+        let exited = TaskRecord {
+            last_status: Some("STOPPED".into()),
+            stop_code: Some("EssentialContainerExited".into()),
+            containers: vec![container(Some(3))],
+            ..provisioning(failed)
+        };
+        let described = Observation::Described {
+            outcome: Ok(DescribeResponse {
+                tasks: vec![exited],
+                missing: vec![MissingTask::fresh(arn(forgotten))],
+            }),
+        };
+        let mut status = advance(
+            &plan,
+            &status,
+            &[described],
+            t0() + Duration::from_secs(120),
+        )
+        .status;
+        for seconds in [121, 122, 200, 400] {
+            status = advance(
+                &plan,
+                &status,
+                &[Observation::Tick],
+                t0() + Duration::from_secs(seconds),
+            )
+            .status;
+        }
+        let attempts = &status.steps[0].attempts;
+        assert_eq!(
+            attempts.len(),
+            1,
+            "no retry (forgotten first: {forgotten_first})"
+        );
+        assert_eq!(
+            attempts[0].failure.as_ref().map(|f| f.class),
+            Some(FailureClass::OutcomeUnknown),
+            "forgotten first: {forgotten_first}"
+        );
+    }
+}
+
+/// A step whose outcome is unknown under `ignoreFailure` lets the run go on, and its failure
+/// says that its task may still be running beside the next step's.
+#[test]
+fn ignore_failure_over_an_unknown_outcome_says_the_task_may_still_run() {
+    let mut a = step("a");
+    a.definition.ignore_failure = true;
+    let plan = plan_of(vec![a, step("b")]);
+    let mut ecs = FakeEcs::default();
+    ecs.script.insert((0, 1), (Outcome::Vanish, 1));
+    let sim = simulate(&plan, ecs, &[], None);
+    let failure = sim.status.steps[0].failure.clone().expect("step a failed");
+    assert_eq!(failure.class, FailureClass::OutcomeUnknown);
+    assert!(
+        failure.message.contains("may still be running"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(sim.status.steps[1].phase, StepPhase::Succeeded);
+}
