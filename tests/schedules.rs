@@ -594,3 +594,100 @@ async fn a_manual_trigger_starts_exactly_one_run_per_request() {
     );
     stop(controller);
 }
+
+/// A Forbid schedule whose batch file (a ConfigMap) does not exist yet: its first run is refused
+/// (SourceError) and counts as active, so the next occurrence is skipped rather than making a
+/// second run; when the ConfigMap appears, the one run starts, and only it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_refused_until_its_source_exists_holds_a_forbid_schedule_and_starts_alone() {
+    let world = World::start().await;
+    install_schedules(&world).await;
+    let controller = world.controller();
+    let object = json!({"apiVersion": "sequencer.dev/v1alpha1", "kind": "ScheduledSequence",
+        "metadata": {"name": "sourced"},
+        "spec": {"schedule": "* * * * *", "suspend": true, "concurrencyPolicy": "Forbid",
+                 "template": {"spec": {"source": {"configMap": {"name": "later", "key": "nightly.yml"}},
+                                       "pollIntervalSeconds": 1}}}});
+    schedules(&world)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(object).unwrap(),
+        )
+        .await
+        .expect("create the ScheduledSequence");
+    resume_from(&world, "sourced", minutes_ago(5)).await;
+    let first = wait_runs(&world, "sourced", 1, Duration::from_secs(30)).await[0].name_any();
+    let refused = world
+        .wait_condition(&first, "Failed", Duration::from_secs(30))
+        .await;
+    let reason = refused
+        .status
+        .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Failed"))
+        .map(|c| c.reason);
+    assert_eq!(reason.as_deref(), Some("SourceError"));
+
+    // The next occurrence comes and goes: skipped, no second run.
+    let counts = {
+        let start = Instant::now();
+        loop {
+            let counts = world.event_counts().await;
+            if counts.contains_key("RunSkipped") {
+                break counts;
+            }
+            let names: Vec<String> = runs(&world, "sourced")
+                .await
+                .iter()
+                .map(|r| r.name_any())
+                .collect();
+            assert_eq!(
+                names,
+                vec![first.clone()],
+                "a second run while the first is refused"
+            );
+            assert!(
+                start.elapsed() < Duration::from_secs(100),
+                "no occurrence skipped: {counts:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+    assert!(counts["RunSkipped"] >= 1);
+
+    // The batch file appears: the one run starts and completes; nothing else is launched.
+    let batch = "- one:\n    type: ecs_task\n    parameters: {cluster: etl, task_definition: 'quick:1', launch_type: FARGATE}\n";
+    let maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(world.client.clone(), "default");
+    let map = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "later"},
+                     "data": {"nightly.yml": batch}});
+    maps.create(
+        &PostParams::default(),
+        &serde_json::from_value(map).unwrap(),
+    )
+    .await
+    .unwrap();
+    let done = world
+        .wait_condition(&first, "Complete", Duration::from_secs(90))
+        .await;
+    let uid = done.uid().expect("a uid");
+    let run_of = |call: &Value| {
+        call["request"]["tags"]
+            .as_array()
+            .and_then(|tags| tags.iter().find(|t| t["key"] == "sequencer.dev/run"))
+            .and_then(|t| t["value"].as_str().map(String::from))
+    };
+    let launches: Vec<Option<String>> = world.emu.calls_of("RunTask").iter().map(run_of).collect();
+    assert_eq!(
+        launches
+            .iter()
+            .filter(|r| r.as_deref() == Some(uid.as_str()))
+            .count(),
+        1,
+        "the refused run launched its one step once: {launches:?}"
+    );
+    assert_eq!(
+        launches.first().cloned().flatten().as_deref(),
+        Some(uid.as_str()),
+        "no other run launched before it: {launches:?}"
+    );
+    stop(controller);
+}
