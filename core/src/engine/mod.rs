@@ -49,8 +49,13 @@ use crate::step::RetryOn;
 pub const MISSING_GRACE: Duration = Duration::from_secs(60);
 const MISSING_GRACE_SIGNED: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
 /// A launch not seen by lookup is re-issued (same clientToken, deduplicated by ECS) only within
-/// this time of being recorded. Later, a duplicate could no longer be ruled out: the attempt fails.
-pub const RELAUNCH_WINDOW: Duration = Duration::from_secs(12 * 3600);
+/// this time of being recorded. ECS keeps a stopped task in ListTasks for at least an hour after it
+/// stops, and a task stops after it starts, so a lookup within an hour of the first RunTask lists
+/// every task any call of the attempt started (but for ListTasks' lag of seconds, which the same
+/// token covers). Later, a task that ran and stopped may already be forgotten, and an empty answer
+/// no longer proves that nothing ran: the attempt's outcome is unknown instead. See
+/// docs/exactly-once.md.
+pub const RELAUNCH_WINDOW: Duration = Duration::from_secs(3600);
 /// How long after RunTask was last asked for a lookup that lists none of the launch's tasks is
 /// taken to mean there are none. A RunTask call ends within the ECS client's 60 s operation
 /// timeout (retries included), and ListTasks lists a started task within seconds (it is

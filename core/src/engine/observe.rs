@@ -222,9 +222,10 @@ impl DecisionDraft<'_> {
                         class: FailureClass::OutcomeUnknown,
                         reason: "LaunchOutcomeUnknown".into(),
                         message: format!(
-                            "this attempt was recorded {} hours ago but ECS lists {} of its {expected} task(s) with startedBy {}; \
-                             re-launching now could run the step twice, so the attempt is failed instead",
-                            age.unsigned_abs().as_secs() / 3600,
+                            "this attempt was recorded {} minutes ago but ECS lists {} of its {expected} task(s) with startedBy {}; \
+                             a task that ran and stopped over an hour ago may no longer be listed, so re-launching now could run the step twice: \
+                             the attempt is failed instead",
+                            age.unsigned_abs().as_secs() / 60,
                             tasks.len(),
                             a.started_by
                         ),

@@ -750,3 +750,26 @@ fn ignore_failure_over_an_unknown_outcome_says_the_task_may_still_run() {
     );
     assert_eq!(sim.status.steps[1].phase, StepPhase::Succeeded);
 }
+
+/// A resumed run finds its launch unconfirmed: within an hour of the first RunTask an empty lookup
+/// proves nothing ran (ECS lists a stopped task for at least an hour), and RunTask is re-issued
+/// with the same token; later a task that ran and stopped may be forgotten, so the outcome is
+/// unknown and nothing is launched.
+#[test]
+fn an_unconfirmed_launch_is_reissued_only_within_an_hour_of_its_first_runtask() {
+    for (minutes, reissued) in [(59, true), (61, false)] {
+        let mut run = UnconfirmedLaunch::new(None);
+        let d = run.look_up(minutes * 60, Ok(vec![]));
+        let launched = d.actions.iter().any(|a| matches!(a, Action::Launch { .. }));
+        assert_eq!(
+            launched, reissued,
+            "after {minutes} minutes: {:?}",
+            d.actions
+        );
+        if !reissued {
+            let failure = run.attempt().failure.clone().expect("ended");
+            assert_eq!(failure.class, FailureClass::OutcomeUnknown);
+            assert_eq!(failure.reason, "LaunchOutcomeUnknown");
+        }
+    }
+}
