@@ -698,3 +698,73 @@ async fn a_refused_assume_role_delays_a_launch_and_never_doubles_it() {
     );
     stop(controller);
 }
+
+/// A run started by a version that pinned no identity ran as the controller itself. A controller
+/// that now finds a policy naming a role for the namespace goes on as the controller, so that the
+/// launch is looked up, and re-issued, where it was made; nothing is assumed for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_started_before_identities_were_pinned_goes_on_as_the_controller() {
+    use kube::ResourceExt;
+    use sequencer_core::observation::Observation;
+    use sequencer_core::plan::Plan;
+    use sequencer_core::status::RunStatus;
+
+    let world = World::start().await;
+    give_team_a_its_role(&world).await;
+    let team_a: Api<Sequence> = Api::namespaced(world.client.clone(), "team-a");
+    let spec = json!({"steps": [step_on("one", "etl", "quick", json!({}))]});
+    let created = team_a
+        .create(&PostParams::default(), &sequence("legacy", spec.clone()))
+        .await
+        .unwrap();
+    // What an older version stored when it recorded the launch: the plan and the run, no `pinned`.
+    let steps = sequence("legacy", spec).spec.steps;
+    let plan = Plan::new(steps.clone());
+    let run = RunStatus::new(created.uid().unwrap_or_default(), &plan);
+    let run =
+        sequencer_core::engine::advance(&plan, &run, &[Observation::Tick], jiff::Timestamp::now())
+            .status;
+    let started_by = run.steps[0].attempts[0].started_by.clone();
+    let status = json!({"status": {"phase": "Running", "plan": steps, "run": run}});
+    team_a
+        .patch_status("legacy", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+
+    let (controller, _log) = world.controller_with(&[]);
+    wait_true(&world, "team-a", "legacy", "Complete").await;
+    let calls = world.emu.calls();
+    let assumed: Vec<&Value> = calls
+        .iter()
+        .filter(|c| c["service"] == "sts")
+        .filter(|c| {
+            c["roleSessionName"]
+                .as_str()
+                .is_some_and(|s| s.contains("legacy"))
+        })
+        .collect();
+    assert!(
+        assumed.is_empty(),
+        "a role was assumed for the legacy run: {assumed:?}"
+    );
+    let its: Vec<&Value> = calls
+        .iter()
+        .filter(|c| c["startedBy"].as_str() == Some(started_by.as_str()))
+        .collect();
+    assert!(
+        its.iter().any(|c| c["operation"] == "ListTasks"),
+        "the launch was looked up: {its:?}"
+    );
+    for call in &its {
+        assert_eq!(
+            call["accessKey"], "emulator",
+            "signed as the controller: {call}"
+        );
+    }
+    assert_eq!(
+        its.iter().filter(|c| c["operation"] == "RunTask").count(),
+        1,
+        "re-issued once, with its token: {its:?}"
+    );
+    stop(controller);
+}

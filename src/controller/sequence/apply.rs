@@ -82,9 +82,13 @@ pub async fn apply(
         ctx.tenancy.synced().await;
         ctx.tenancy.governing(&namespace)
     };
-    // A run acts as the identity pinned when it started; a new one as its policies say now.
+    // A run acts as the identity pinned when it started; a new one as its policies say now. A run
+    // started by a version that pinned nothing ran as the controller itself, and goes on so: its
+    // tasks are looked up where they were launched, whatever a policy names today.
+    let started = seq.status.as_ref().is_some_and(|s| s.plan.is_some());
     let (governing, role) = match pinned {
         Some(pinned) => (governing, pinned_role(pinned, &namespace)),
+        None if started => (governing, None),
         None => match governing.map(|policies| {
             let role = assumed_role(&namespace, &policies);
             (policies, role)
@@ -123,7 +127,6 @@ pub async fn apply(
             });
         }
     };
-    let started = seq.status.as_ref().is_some_and(|s| s.plan.is_some());
     let Some(status) = stored_or_new_run(seq, &resolved, &mut store, ctx).await? else {
         return Ok(Action::await_change());
     };
