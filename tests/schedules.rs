@@ -691,3 +691,50 @@ async fn a_run_refused_until_its_source_exists_holds_a_forbid_schedule_and_start
     );
     stop(controller);
 }
+
+/// With no history kept, a schedule's finished run is deleted at once; a reconcile from a cached
+/// copy older than the controller's own status write (the ScheduledSequences' watch lags, the
+/// runs' does not) would then see neither the run nor the recorded occurrence and start it again.
+/// The controller reads such a copy fresh: one run for the occurrence. A yearly schedule, so no
+/// later occurrence comes during the test.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lagging_cache_never_starts_an_occurrence_twice() {
+    let world = World::start().await;
+    install_schedules(&world).await;
+    let proxy = support::lagging_proxy::LaggingProxy::start_for(
+        world.client.clone(),
+        Duration::from_secs(20),
+        Some("scheduledsequences"),
+    )
+    .await;
+    let (controller, _log) = world.controller_as(&proxy.kubeconfig, &[]);
+    create(
+        &world,
+        "yearly",
+        "0 0 1 1 *",
+        json!({"successfulRunsHistoryLimit": 0, "failedRunsHistoryLimit": 0}),
+        json!([step("extract", "quick")]),
+    )
+    .await;
+    let year_ago = Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_hours(24 * 366))
+        .unwrap();
+    resume_from(&world, "yearly", year_ago).await;
+    world
+        .emu
+        .wait_for(Duration::from_secs(60), "the occurrence's RunTask", |e| {
+            (!e.calls_of("RunTask").is_empty()).then_some(())
+        });
+    // The run succeeds and is deleted (no history) while the schedule's watch is 20 s behind.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        let launches = world.emu.calls_of("RunTask").len();
+        assert_eq!(launches, 1, "the occurrence was started again");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        runs(&world, "yearly").await.is_empty(),
+        "the finished run was deleted (history 0)"
+    );
+    stop(controller);
+}

@@ -19,6 +19,7 @@ use crate::api::scheduled_sequence::ScheduledSequence;
 use crate::api::sequence::Sequence;
 use crate::controller::runtime::cache::slim;
 use crate::controller::runtime::event_recorder::EventRecorder;
+use crate::controller::runtime::freshness::Freshness;
 use crate::controller::runtime::kube_client::FIELD_MANAGER;
 use crate::controller::runtime::leader::{LeaderElector, LeaseConfig};
 use crate::controller::runtime::metrics::Metrics;
@@ -163,6 +164,7 @@ pub async fn run(
             client: client.clone(),
             recorder: recorder.clone(),
             metrics: metrics.clone(),
+            freshness: Freshness::default(),
         }),
         settings.namespace.clone(),
         settings.shard.clone(),

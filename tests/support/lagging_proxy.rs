@@ -19,13 +19,23 @@ pub struct LaggingProxy {
 
 impl LaggingProxy {
     pub async fn start(client: kube::Client, lag: Duration) -> LaggingProxy {
+        Self::start_for(client, lag, None).await
+    }
+
+    /// A proxy that delays only the watches of `resource` (a plural, e.g. `scheduledsequences`):
+    /// two watches lagging differently, as two streams of a loaded API server may.
+    pub async fn start_for(
+        client: kube::Client,
+        lag: Duration,
+        resource: Option<&'static str>,
+    ) -> LaggingProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the proxy");
         let address = listener.local_addr().expect("proxy address");
         let app = axum::Router::new().fallback(move |request: Request| {
             let client = client.clone();
-            async move { forward(client, request, lag).await }
+            async move { forward(client, request, lag, resource).await }
         });
         tokio::spawn(async move { axum::serve(listener, app).await });
         let dir = tempfile::tempdir().expect("temp dir");
@@ -37,11 +47,17 @@ impl LaggingProxy {
     }
 }
 
-async fn forward(client: kube::Client, request: Request, lag: Duration) -> Response {
+async fn forward(
+    client: kube::Client,
+    request: Request,
+    lag: Duration,
+    resource: Option<&str>,
+) -> Response {
     let watch = request
         .uri()
         .query()
-        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"))
+        && resource.is_none_or(|r| request.uri().path().ends_with(&format!("/{r}")));
     let (parts, body) = request.into_parts();
     let bytes = axum::body::to_bytes(body, usize::MAX)
         .await

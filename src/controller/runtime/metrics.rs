@@ -152,7 +152,7 @@ impl Metrics {
         let stale_cache_reads = Counter::default();
         registry.register(
             "stale_cache_reads",
-            "Sequences read fresh from the API server because the watch cache had not caught up with this controller's own write",
+            "Sequences and ScheduledSequences read fresh from the API server because the watch cache had not caught up with this controller's own write",
             stale_cache_reads.clone(),
         );
         let task_events = Family::<OutcomeLabel, Counter>::default();

@@ -36,11 +36,14 @@ use crate::controller::schedule::settings::settings_of;
 const LONGEST_SLEEP: Duration = Duration::from_secs(3600);
 
 pub async fn reconcile(
-    parent: Arc<ScheduledSequence>,
+    cached: Arc<ScheduledSequence>,
     ctx: Arc<ScheduleContext>,
 ) -> Result<Action, Error> {
-    let namespace = parent.namespace().unwrap_or_else(|| "default".into());
+    let namespace = cached.namespace().unwrap_or_else(|| "default".into());
     let parents: Api<ScheduledSequence> = Api::namespaced(ctx.client.clone(), &namespace);
+    let Some(parent) = latest(&parents, cached, &ctx).await? else {
+        return Ok(Action::await_change());
+    };
     let sequences: Api<Sequence> = Api::namespaced(ctx.client.clone(), &namespace);
     let guarded: Api<GuardedSequence> = Api::namespaced(ctx.client.clone(), &namespace);
     let reference = parent.object_ref(&());
@@ -50,7 +53,7 @@ pub async fn reconcile(
         Ok(s) => s,
         Err(message) => {
             // A bad schedule or zone: nothing is created; the object waits for a change.
-            write_status(&parents, &parent, |status| {
+            write_status(&parents, &parent, &ctx.freshness, |status| {
                 set_condition(status, &parent, READY, false, INVALID_SPEC, &message);
                 status.next_schedule_time = None;
             })
@@ -119,7 +122,7 @@ pub async fn reconcile(
         manual,
         recorded,
     };
-    write_status(&parents, &parent, |status| {
+    write_status(&parents, &parent, &ctx.freshness, |status| {
         record(status, &parent, &settings, &outcome)
     })
     .await?;
@@ -132,6 +135,34 @@ pub async fn reconcile(
         })
         .min(LONGEST_SLEEP);
     Ok(Action::requeue(wake))
+}
+
+/// The cached copy, or the stored one when the cache has not caught up with this controller's
+/// last status write (see `runtime::freshness`): a schedule judged from an older
+/// `lastScheduleTime`, whose run for an occurrence is already gone (history limit 0), would start
+/// that occurrence again. `None` when it is gone.
+async fn latest(
+    parents: &Api<ScheduledSequence>,
+    cached: Arc<ScheduledSequence>,
+    ctx: &ScheduleContext,
+) -> Result<Option<Arc<ScheduledSequence>>, Error> {
+    let uid = cached.uid();
+    let version = cached.resource_version();
+    if ctx.freshness.is_current(uid.as_deref(), version.as_deref()) {
+        return Ok(Some(cached));
+    }
+    ctx.metrics.stale_cache_reads.inc();
+    match parents.get_opt(&cached.name_any()).await? {
+        Some(stored) if stored.uid() == uid => {
+            let stored_version = stored.resource_version();
+            ctx.freshness.saw(uid.as_deref(), stored_version.as_deref());
+            Ok(Some(Arc::new(stored)))
+        }
+        _ => {
+            ctx.freshness.forget(uid.as_deref());
+            Ok(None)
+        }
+    }
 }
 
 pub fn error_policy(_: Arc<ScheduledSequence>, error: &Error, _: Arc<ScheduleContext>) -> Action {

@@ -17,6 +17,7 @@ use crate::api::scheduled_sequence::{
 };
 use crate::controller::error::Error;
 use crate::controller::runtime::event_recorder::publish;
+use crate::controller::runtime::freshness::Freshness;
 use crate::controller::runtime::kube_client::FIELD_MANAGER;
 use crate::controller::schedule::context::ScheduleContext;
 use crate::controller::schedule::runs::{last_success, run_of};
@@ -173,10 +174,12 @@ pub async fn report(
 }
 
 /// Writes `.status` through the status subresource (merge patch, the controller's field
-/// manager), after `change` edits a copy of the current one.
+/// manager), after `change` edits a copy of the current one; the version written is kept in
+/// `freshness`, so that no later reconcile acts on an older copy.
 pub async fn write_status(
     api: &Api<ScheduledSequence>,
     parent: &ScheduledSequence,
+    freshness: &Freshness,
     change: impl FnOnce(&mut ScheduledSequenceStatus),
 ) -> Result<(), Error> {
     let mut status = parent.status.clone().unwrap_or_default();
@@ -194,12 +197,17 @@ pub async fn write_status(
         fields.entry("active").or_insert(json!([]));
     }
     let patch = json!({ "status": value });
-    api.patch_status(
-        &parent.name_any(),
-        &PatchParams::apply(FIELD_MANAGER),
-        &Patch::Merge(&patch),
-    )
-    .await?;
+    let written = api
+        .patch_status(
+            &parent.name_any(),
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    freshness.saw(
+        written.uid().as_deref(),
+        written.resource_version().as_deref(),
+    );
     Ok(())
 }
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use kube::Client;
 
 use crate::controller::runtime::event_recorder::EventRecorder;
+use crate::controller::runtime::freshness::Freshness;
 use crate::controller::runtime::metrics::Metrics;
-use crate::controller::sequence::freshness::Freshness;
 use crate::controller::tasks::poller::Poller;
 use crate::controller::tenancy::policies::Tenancy;
 use crate::ecs::clients::AwsClients;

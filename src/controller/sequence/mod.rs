@@ -20,7 +20,6 @@
 //! | [`refusal`] | why a run cannot start |
 //! | [`status_store`] | `.status` writes, guarded by the resourceVersion |
 //! | [`conditions`] | the conditions, derived from the run |
-//! | [`freshness`] | never acting on a cached copy older than our own last write |
 //! | [`undecodable`] | Sequences that cannot be decoded, refused on the object |
 //! | [`events`] | the engine's reports as Events, log lines and metrics |
 //!
@@ -32,7 +31,6 @@ pub mod cleanup;
 pub mod conditions;
 pub mod context;
 pub mod events;
-pub mod freshness;
 pub mod git_source;
 pub mod plan_source;
 pub mod reconcile;

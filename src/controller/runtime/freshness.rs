@@ -1,16 +1,18 @@
-//! Keeping the controller from acting on a copy of a Sequence older than its own last write.
+//! Keeping the controller from acting on a copy of an object older than its own last write: a
+//! Sequence's or a ScheduledSequence's (each reconciler keeps its own record).
 //!
-//! The controller reads Sequences from its watch cache, which trails the API server: under load
+//! The controller reads objects from its watch cache, which trails the API server: under load
 //! by seconds. A Sequence woken (by the poller, a timer or a conflict) before the cache has caught
 //! up with the status this controller just wrote would be judged from the older status, e.g. one
 //! whose launch has no recorded answer yet: the engine would then rightly look the launch up
-//! (ListTasks) or re-issue RunTask, work the controller already did. Status writes carry the
-//! resourceVersion as precondition, so a stale copy can never be written back; this is about
-//! not doing needless (and, at scale, throttled) work from it.
+//! (ListTasks) or re-issue RunTask, work the controller already did. A ScheduledSequence judged
+//! from an older status (an older `lastScheduleTime`) whose run for an occurrence is already gone
+//! (history limit 0) would start that occurrence a second time. Sequence status writes carry the
+//! resourceVersion as precondition, so a stale copy can never be written back.
 //!
-//! So the resourceVersion of each Sequence's last write is kept, and a cached copy at any other
+//! So the resourceVersion of each object's last write is kept, and a cached copy at any other
 //! version is read fresh from the API server first (resourceVersions are opaque: "different"
-//! is all that may be compared). A conflict marks the Sequence to be read fresh as well. A
+//! is all that may be compared). A conflict marks the object to be read fresh as well. A
 //! change by anyone else costs one such read, after which its version is the one kept.
 
 use std::collections::HashMap;
@@ -18,7 +20,7 @@ use std::sync::Mutex;
 
 #[derive(Debug, Default)]
 pub struct Freshness {
-    /// Sequence uid → what is known of its latest version.
+    /// Object uid → what is known of its latest version.
     known: Mutex<HashMap<String, Known>>,
 }
 
