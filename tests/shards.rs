@@ -222,3 +222,71 @@ async fn three_shards_split_the_sequences_and_a_shard_down_leaves_the_others_run
         stop(child);
     }
 }
+
+/// The running-task gauge of the controller whose log is `log`.
+fn running_tasks(log: &Path) -> f64 {
+    let (_, metrics) = http_get(&http_address(log), "/metrics");
+    metric(&metrics, "sequencer_running_tasks")
+}
+
+/// A Sequence relabelled to another shard mid-step: the old shard lets go of it (it no longer
+/// polls the task, nor keeps its session) and the new one follows the task to the end.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sequence_moved_to_another_shard_mid_run_is_let_go_by_the_old_one() {
+    let world = World::start().await;
+    let (a, a_log) = shard_controller(&world, "a");
+    let (b, b_log) = shard_controller(&world, "b");
+    let object = json!({"apiVersion": "sequencer.dev/v1alpha1", "kind": "Sequence",
+        "metadata": {"name": "moving", "labels": {"sequencer.dev/shard": "a"}},
+        "spec": {"steps": [step("long", "slow")], "pollIntervalSeconds": 1}});
+    world.create_object(object).await;
+    world
+        .wait_condition("moving", "Running", Duration::from_secs(60))
+        .await;
+    world
+        .emu
+        .wait_for(Duration::from_secs(30), "the task", |e| {
+            e.calls_of("RunTask").first().map(|_| ())
+        });
+    let start = Instant::now();
+    while running_tasks(&a_log) < 1.0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "shard a never watched the task"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    let sequences: Api<Sequence> = world.sequences();
+    sequences
+        .patch(
+            "moving",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"labels": {"sequencer.dev/shard": "b"}}})),
+        )
+        .await
+        .expect("relabel");
+    let start = Instant::now();
+    while running_tasks(&a_log) > 0.0 || running_tasks(&b_log) < 1.0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "shard a still watches the task ({}), or shard b does not ({})",
+            running_tasks(&a_log),
+            running_tasks(&b_log)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // The new shard follows the task to its end.
+    let arns = world.emu.task_arns("etl").await;
+    assert_eq!(arns.len(), 1, "{arns:?}");
+    world
+        .emu
+        .finish_task(&arns[0], Some(0), "EssentialContainerExited", "done");
+    world
+        .wait_condition("moving", "Complete", Duration::from_secs(60))
+        .await;
+    assert_eq!(world.emu.calls_of("RunTask").len(), 1);
+    stop(a);
+    stop(b);
+}

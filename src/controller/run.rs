@@ -28,6 +28,7 @@ use crate::controller::runtime::shard::Shard;
 use crate::controller::schedule;
 use crate::controller::schedule::context::ScheduleContext;
 use crate::controller::sequence;
+use crate::controller::sequence::cleanup::let_go;
 use crate::controller::sequence::context::Context;
 use crate::controller::tasks::poller::{Poller, Woken};
 use crate::controller::tasks::task_events::TaskEventQueue;
@@ -275,10 +276,18 @@ async fn reconcile_sequences(
     };
     // The cache keeps each Sequence without what the controller never reads (see `slim`).
     let (reader, writer) = reflector::store();
+    let gone_ctx = ctx.clone();
     let watch = watcher(sequences, config)
         .default_backoff()
         .modify(slim)
         .reflect(writer)
+        .inspect(move |event| {
+            // Deleted, or no longer selected (relabelled to another shard): nothing of it is
+            // kept here, so that the old shard neither polls its tasks nor holds its session.
+            if let Ok(watcher::Event::Delete(gone)) = event {
+                let_go(kube::Resource::meta(gone), &gone_ctx);
+            }
+        })
         .applied_objects();
     let controller = Controller::for_stream(watch, reader);
     let store = controller.store();

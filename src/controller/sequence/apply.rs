@@ -58,7 +58,12 @@ pub async fn warn(ctx: &Context, reference: &ObjectReference, reason: &str, mess
 
 /// The poller's name for a Sequence.
 pub fn owner_of(seq: &Sequence) -> Owner {
-    ObjectRef::new(&seq.name_any()).within(&seq.namespace().unwrap_or_default())
+    owner(&seq.namespace().unwrap_or_default(), &seq.name_any())
+}
+
+/// The poller's name for the Sequence `name` in `namespace`.
+pub fn owner(namespace: &str, name: &str) -> Owner {
+    ObjectRef::new(name).within(namespace)
 }
 
 /// Runs the Sequence as far as it can go now, then says when to look again.

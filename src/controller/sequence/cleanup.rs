@@ -2,6 +2,7 @@
 //! finalizer lets it go; a run that cannot be read has its tasks found from what is derived from
 //! it, or the Sequence is held rather than leave tasks running untracked.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ResourceExt};
 use kube::runtime::controller::Action;
 use sequencer_core::observation::Observation;
@@ -10,7 +11,7 @@ use sequencer_core::plan::PlannedStep;
 use crate::api::conditions::STATUS_UNREADABLE;
 use crate::api::sequence::Sequence;
 use crate::controller::error::Error;
-use crate::controller::sequence::apply::{apply, hold, owner_of, stored_run};
+use crate::controller::sequence::apply::{apply, hold, owner, stored_run};
 use crate::controller::sequence::context::Context;
 use crate::controller::sequence::status_store::KubeStore;
 use crate::controller::tenancy::identity::pinned_role;
@@ -24,7 +25,7 @@ pub async fn cleanup(api: &Api<Sequence>, seq: &Sequence, ctx: &Context) -> Resu
         .and_then(Result::ok)
         .is_some_and(|r| !r.is_finished());
     if !running {
-        let_go(seq, ctx);
+        let_go(&seq.metadata, ctx);
         return Ok(Action::await_change());
     }
     let deleted = Observation::CancelRequested {
@@ -37,20 +38,22 @@ pub async fn cleanup(api: &Api<Sequence>, seq: &Sequence, ctx: &Context) -> Resu
         .and_then(Result::ok)
         .is_none_or(|r| r.is_finished());
     if finished {
-        let_go(seq, ctx);
+        let_go(&seq.metadata, ctx);
         Ok(Action::await_change())
     } else {
         Err(Error::TasksStopping)
     }
 }
 
-/// Forgets a deleted Sequence whose tasks have all stopped: the poller's watch, the freshness
-/// record of its writes, and its STS session.
-fn let_go(seq: &Sequence, ctx: &Context) {
-    ctx.poller.release(&owner_of(seq));
-    ctx.freshness.forget(seq.uid().as_deref());
-    ctx.aws
-        .forget_sequence(&seq.namespace().unwrap_or_default(), &seq.name_any());
+/// Forgets a Sequence this controller no longer runs: one deleted once its tasks stopped, or one
+/// its watch no longer selects (moved to another shard, whose controller takes it over): the
+/// poller's watch of its tasks, the freshness record of its writes, and its STS session.
+pub fn let_go(meta: &ObjectMeta, ctx: &Context) {
+    let namespace = meta.namespace.clone().unwrap_or_default();
+    let name = meta.name.clone().unwrap_or_default();
+    ctx.poller.release(&owner(&namespace, &name));
+    ctx.freshness.forget(meta.uid.as_deref());
+    ctx.aws.forget_sequence(&namespace, &name);
 }
 
 /// Most lookups a deletion of an unreadable run may make (each is two ListTasks calls).
@@ -131,6 +134,6 @@ async fn cleanup_unreadable(
         // Looked up again until every one of them reports STOPPED.
         return Err(Error::TasksStopping);
     }
-    let_go(seq, ctx);
+    let_go(&seq.metadata, ctx);
     Ok(Action::await_change())
 }
