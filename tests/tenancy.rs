@@ -699,11 +699,13 @@ async fn a_refused_assume_role_delays_a_launch_and_never_doubles_it() {
     stop(controller);
 }
 
-/// A run started by a version that pinned no identity ran as the controller itself. A controller
-/// that now finds a policy naming a role for the namespace goes on as the controller, so that the
-/// launch is looked up, and re-issued, where it was made; nothing is assumed for it.
+/// The identity a run acts as comes from the policies, never from its status, which a tenant
+/// may write. A run whose status records no identity (started before identities were recorded,
+/// or edited to drop to the controller's own) and one whose status names another team's role are
+/// both held while team-a's policy names its own role: nothing is assumed, looked up or launched
+/// for them.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_run_started_before_identities_were_pinned_goes_on_as_the_controller() {
+async fn a_run_whose_status_names_another_identity_than_its_policy_is_held() {
     use kube::ResourceExt;
     use sequencer_core::observation::Observation;
     use sequencer_core::plan::Plan;
@@ -712,59 +714,67 @@ async fn a_run_started_before_identities_were_pinned_goes_on_as_the_controller()
     let world = World::start().await;
     give_team_a_its_role(&world).await;
     let team_a: Api<Sequence> = Api::namespaced(world.client.clone(), "team-a");
-    let spec = json!({"steps": [step_on("one", "etl", "quick", json!({}))]});
-    let created = team_a
-        .create(&PostParams::default(), &sequence("legacy", spec.clone()))
-        .await
-        .unwrap();
-    // What an older version stored when it recorded the launch: the plan and the run, no `pinned`.
-    let steps = sequence("legacy", spec).spec.steps;
-    let plan = Plan::new(steps.clone());
-    let run = RunStatus::new(created.uid().unwrap_or_default(), &plan);
-    let run =
-        sequencer_core::engine::advance(&plan, &run, &[Observation::Tick], jiff::Timestamp::now())
-            .status;
-    let started_by = run.steps[0].attempts[0].started_by.clone();
-    let status = json!({"status": {"phase": "Running", "plan": steps, "run": run}});
-    team_a
-        .patch_status("legacy", &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .unwrap();
+    let other_role = "arn:aws:iam::210987654321:role/team-b-batch";
+    let mut started_by = Vec::new();
+    for (name, forged) in [("unpinned", false), ("forged", true)] {
+        let spec = json!({"steps": [step_on("one", "etl", "quick", json!({}))]});
+        let digest = sequencer::api::sequence::spec_digest(&sequence(name, spec.clone()).spec);
+        let pinned = forged.then(|| {
+            json!({"region": "us-east-1", "source": "spec.steps", "specDigest": digest,
+                   "awsRoleArn": other_role})
+        });
+        let created = team_a
+            .create(&PostParams::default(), &sequence(name, spec.clone()))
+            .await
+            .unwrap();
+        // A run whose launch is recorded, as a status the tenant wrote.
+        let steps = sequence(name, spec).spec.steps;
+        let plan = Plan::new(steps.clone());
+        let run = RunStatus::new(created.uid().unwrap_or_default(), &plan);
+        let now = jiff::Timestamp::now();
+        let run = sequencer_core::engine::advance(&plan, &run, &[Observation::Tick], now).status;
+        started_by.push(run.steps[0].attempts[0].started_by.clone());
+        let mut status = json!({"phase": "Running", "plan": steps, "run": run});
+        if let Some(pinned) = pinned {
+            status["pinned"] = pinned;
+        }
+        team_a
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"status": status})),
+            )
+            .await
+            .unwrap();
+    }
 
     let (controller, _log) = world.controller_with(&[]);
-    wait_true(&world, "team-a", "legacy", "Complete").await;
+    for name in ["unpinned", "forged"] {
+        let (reason, message) = wait_true(&world, "team-a", name, "Held").await;
+        assert_eq!(reason, "PolicyDenied", "{name}: {message}");
+        assert!(message.contains(ROLE), "{name}: {message}");
+    }
+    std::thread::sleep(Duration::from_secs(3));
     let calls = world.emu.calls();
     let assumed: Vec<&Value> = calls
         .iter()
         .filter(|c| c["service"] == "sts")
         .filter(|c| {
-            c["roleSessionName"]
-                .as_str()
-                .is_some_and(|s| s.contains("legacy"))
+            c["roleArn"] == other_role
+                || c["roleSessionName"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("unpinned") || s.contains("forged"))
         })
         .collect();
-    assert!(
-        assumed.is_empty(),
-        "a role was assumed for the legacy run: {assumed:?}"
-    );
-    let its: Vec<&Value> = calls
+    assert!(assumed.is_empty(), "assumed for a held run: {assumed:?}");
+    let acted: Vec<&Value> = calls
         .iter()
-        .filter(|c| c["startedBy"].as_str() == Some(started_by.as_str()))
+        .filter(|c| {
+            started_by
+                .iter()
+                .any(|s| c["startedBy"].as_str() == Some(s.as_str()))
+        })
         .collect();
-    assert!(
-        its.iter().any(|c| c["operation"] == "ListTasks"),
-        "the launch was looked up: {its:?}"
-    );
-    for call in &its {
-        assert_eq!(
-            call["accessKey"], "emulator",
-            "signed as the controller: {call}"
-        );
-    }
-    assert_eq!(
-        its.iter().filter(|c| c["operation"] == "RunTask").count(),
-        1,
-        "re-issued once, with its token: {its:?}"
-    );
+    assert!(acted.is_empty(), "ECS calls for a held run: {acted:?}");
     stop(controller);
 }

@@ -32,6 +32,7 @@ use crate::controller::tasks::polled_ecs::PolledEcs;
 use crate::controller::tenancy::identity::{assumed_role, pinned_role};
 use crate::drive::{Driven, drive};
 use crate::ecs::clients::RegionClients;
+use crate::ecs::sessions::AssumedRole;
 
 /// A running Sequence is looked at at least this often even when neither its tasks nor its
 /// timers call for it: a safety net, not the way progress is made.
@@ -80,28 +81,44 @@ pub async fn apply(
         .map(|p| p.region.clone())
         .or_else(|| seq.spec.region.clone());
     let deleting = seq.metadata.deletion_timestamp.is_some();
-    // A deleted Sequence only stops its tasks, which no policy forbids.
-    let governing = if deleting {
-        Ok(Vec::new())
+    let started = seq.status.as_ref().is_some_and(|s| s.plan.is_some());
+    let recorded = pinned.and_then(|p| pinned_role(p, &namespace));
+    let (governing, role) = if deleting {
+        // A deleted Sequence only stops its tasks, which no policy forbids.
+        (Ok(Vec::new()), recorded.clone())
     } else {
         ctx.tenancy.synced().await;
-        ctx.tenancy.governing(&namespace)
-    };
-    // A run acts as the identity pinned when it started; a new one as its policies say now. A run
-    // started by a version that pinned nothing ran as the controller itself, and goes on so: its
-    // tasks are looked up where they were launched, whatever a policy names today.
-    let started = seq.status.as_ref().is_some_and(|s| s.plan.is_some());
-    let (governing, role) = match pinned {
-        Some(pinned) => (governing, pinned_role(pinned, &namespace)),
-        None if started => (governing, None),
-        None => match governing.map(|policies| {
+        match ctx.tenancy.governing(&namespace).map(|policies| {
             let role = assumed_role(&namespace, &policies);
             (policies, role)
         }) {
             Ok((policies, Ok(role))) => (Ok(policies), role),
+            // A started run goes on being followed (its next launch is held, see below).
+            Err(why) if started => (Err(why), recorded.clone()),
             Ok((_, Err(why))) | Err(why) => (Err(why), None),
-        },
+        }
     };
+    // The identity a run acts as comes from the policies, never from its status, which a tenant
+    // may write: a started run whose recorded identity is not the one the policies name now (a
+    // status edited by hand, a run started before identities were recorded, a policy changed
+    // mid-run) is held, neither acting as the one nor as the other, until they agree.
+    if started && !deleting && governing.is_ok() && !same_identity(recorded.as_ref(), role.as_ref())
+    {
+        let mut store = KubeStore::new(api.clone(), seq, ctx.freshness.clone());
+        let name = |r: Option<&AssumedRole>| {
+            r.map_or("the controller's own identity".to_owned(), |r| {
+                format!("role {}", r.role_arn)
+            })
+        };
+        let message = format!(
+            "the run's status records {} but the SequencePolicies governing namespace {namespace} name {}: \
+             a run acts only as its policies say, so it is held until they agree",
+            name(recorded.as_ref()),
+            name(role.as_ref())
+        );
+        hold(seq, &mut store, ctx, POLICY_DENIED, &message).await?;
+        return Ok(Action::requeue(POLICY_RECHECK));
+    }
     // Every call for this Sequence is signed in a session naming it (see `ecs::sessions`).
     let clients = ctx
         .aws
@@ -210,6 +227,13 @@ pub async fn apply(
         (Some(_), look) if look == Action::await_change() => Action::requeue(POLICY_RECHECK),
         (_, look) => look,
     })
+}
+
+/// Whether two identities are the same role (with the same external ID), or both the
+/// controller's own.
+fn same_identity(a: Option<&AssumedRole>, b: Option<&AssumedRole>) -> bool {
+    let key = |r: Option<&AssumedRole>| r.map(|r| (r.role_arn.clone(), r.external_id.clone()));
+    key(a) == key(b)
 }
 
 /// The run as stored in `.status`, or a new one (with the plan pinned for its first write).
