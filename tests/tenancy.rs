@@ -528,10 +528,10 @@ async fn a_namespaces_sequences_act_as_the_role_its_policy_names() {
         let session = call["roleSessionName"].as_str().unwrap_or_default();
         let expected_tags = match session {
             "sequencer-team-a" => json!({"sequencer.dev/namespace": "team-a"}),
-            "sequencer-team-a-nightly" | "sequencer-team-a-weekly" | "sequencer-team-a-broken" => {
+            "sequencer-team-a_nightly" | "sequencer-team-a_weekly" | "sequencer-team-a_broken" => {
                 json!({
                     "sequencer.dev/namespace": "team-a",
-                    "sequencer.dev/sequence": session.trim_start_matches("sequencer-team-a-"),
+                    "sequencer.dev/sequence": session.trim_start_matches("sequencer-team-a_"),
                 })
             }
             other => panic!("unexpected session {other}: {call}"),
@@ -542,7 +542,7 @@ async fn a_namespaces_sequences_act_as_the_role_its_policy_names() {
         let before = key_of_session.insert(session.to_owned(), key.to_owned());
         assert!(before.is_none(), "{session} was assumed twice: {sts:?}");
     }
-    let sessions = ["nightly", "weekly", "broken"].map(|name| format!("sequencer-team-a-{name}"));
+    let sessions = ["nightly", "weekly", "broken"].map(|name| format!("sequencer-team-a_{name}"));
     for session in &sessions {
         assert!(key_of_session.contains_key(session), "{session}: {sts:?}");
     }
@@ -561,7 +561,7 @@ async fn a_namespaces_sequences_act_as_the_role_its_policy_names() {
     let mut team_a_tasks: Vec<String> = Vec::new();
     for name in ["nightly", "weekly", "broken"] {
         let seq = team_a.get(name).await.unwrap();
-        let key = &key_of_session[&format!("sequencer-team-a-{name}")];
+        let key = &key_of_session[&format!("sequencer-team-a_{name}")];
         session_of_run.insert(seq.metadata.uid.clone().unwrap(), key.as_str());
         let run = seq.status.unwrap().run.unwrap().to_value();
         for step in run["steps"].as_array().unwrap() {
@@ -574,7 +574,7 @@ async fn a_namespaces_sequences_act_as_the_role_its_policy_names() {
         }
     }
     assert_eq!(team_a_tasks.len(), 5);
-    let key_of = |name: &str| key_of_session[&format!("sequencer-team-a-{name}")].as_str();
+    let key_of = |name: &str| key_of_session[&format!("sequencer-team-a_{name}")].as_str();
     let namespace_key = key_of_session.get("sequencer-team-a").map(String::as_str);
     let mut checked = (0, 0, 0, 0);
     for call in world.emu.calls().iter().filter(|c| c["service"].is_null()) {
@@ -672,7 +672,7 @@ async fn a_refused_assume_role_delays_a_launch_and_never_doubles_it() {
         .filter(|c| c["service"] == "sts" && c["injected"] == "AccessDenied")
         .collect();
     assert_eq!(refused.len(), 3, "{calls:?}");
-    assert_eq!(refused[0]["roleSessionName"], "sequencer-team-a-nightly");
+    assert_eq!(refused[0]["roleSessionName"], "sequencer-team-a_nightly");
     let runs: Vec<&Value> = calls
         .iter()
         .filter(|c| c["service"].is_null() && c["operation"] == "RunTask")
@@ -693,7 +693,7 @@ async fn a_refused_assume_role_delays_a_launch_and_never_doubles_it() {
     );
     let written = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
-        written.contains("assuming arn:aws:iam::123456789012:role/team-a-batch as session sequencer-team-a-nightly"),
+        written.contains("assuming arn:aws:iam::123456789012:role/team-a-batch as session sequencer-team-a_nightly"),
         "the refusal is in the controller's log"
     );
     stop(controller);

@@ -39,7 +39,7 @@ pub struct SequencePolicySpec {
 
 /// An IAM role the controller assumes (STS AssumeRole) for every ECS, S3 and CloudWatch Logs call
 /// of the governed Sequences, so that AWS IAM, not only this policy, bounds what they can do. Each
-/// Sequence acts in a session named `sequencer-<namespace>-<name>` and tagged with both (see
+/// Sequence acts in a session named `sequencer-<namespace>_<name>` and tagged with both (see
 /// `ecs::sessions`). The controller's own role then needs only `sts:AssumeRole` and
 /// `sts:TagSession` on it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -74,12 +74,13 @@ pub struct SessionKey {
 }
 
 impl SessionKey {
-    /// `sequencer-<namespace>` or `sequencer-<namespace>-<sequence>`; when longer than STS's 64
+    /// `sequencer-<namespace>` or `sequencer-<namespace>_<sequence>` (`_` is in no Kubernetes name, so
+    /// `team-a`/`b-x` and `team-a-b`/`x` never share a name); when longer than STS's 64
     /// characters, cut and ended with a hash of the whole name, so that two long names never
     /// share a session. Kubernetes names are already within STS's `[\w+=,.@-]`.
     pub fn session_name(&self) -> String {
         let full = match &self.sequence {
-            Some(name) => format!("sequencer-{}-{name}", self.role.namespace),
+            Some(name) => format!("sequencer-{}_{name}", self.role.namespace),
             None => format!("sequencer-{}", self.role.namespace),
         };
         let full: String = full
@@ -331,7 +332,12 @@ mod tests {
         assert_eq!(key("team-a", None).session_name(), "sequencer-team-a");
         assert_eq!(
             key("team-a", Some("nightly.etl")).session_name(),
-            "sequencer-team-a-nightly.etl"
+            "sequencer-team-a_nightly.etl"
+        );
+        // A separator no namespace or Sequence name can hold: these two never share a session.
+        assert_ne!(
+            key("team-a", Some("b-x")).session_name(),
+            key("team-a-b", Some("x")).session_name()
         );
         assert_eq!(
             key("team-a", Some("nightly")).tags(),
