@@ -387,15 +387,7 @@ fn an_early_missing_served_late_is_not_a_lost_task() {
 #[test]
 fn a_token_conflict_adopts_this_runs_tasks_and_never_tries_a_new_token() {
     let mut a = step("a");
-    a.definition.retry = Some(RetryPolicy {
-        limit: 2,
-        when: vec![RetryOn::Launch],
-        backoff: Backoff {
-            initial_seconds: 1,
-            max_seconds: 1,
-            factor: 1,
-        },
-    });
+    a.definition.retry = Some(quick_retry(2, RetryOn::Launch));
     let plan = plan_of(vec![a]);
     let status = RunStatus::new("run-1".into(), &plan);
     let launch = advance(&plan, &status, &[Observation::Tick], t0());
@@ -659,15 +651,7 @@ fn a_failed_and_a_forgotten_task_make_the_outcome_unknown_in_either_order() {
     for forgotten_first in [false, true] {
         let mut a = step("a");
         a.definition.parameters.count = Some(2);
-        a.definition.retry = Some(RetryPolicy {
-            limit: 2,
-            when: vec![RetryOn::ExitCode],
-            backoff: Backoff {
-                initial_seconds: 1,
-                max_seconds: 1,
-                factor: 1,
-            },
-        });
+        a.definition.retry = Some(quick_retry(2, RetryOn::ExitCode));
         let plan = plan_of(vec![a]);
         let status = RunStatus::new("run-1".into(), &plan);
         let status = advance(&plan, &status, &[Observation::Tick], t0()).status;
@@ -771,5 +755,18 @@ fn an_unconfirmed_launch_is_reissued_only_within_an_hour_of_its_first_runtask() 
             assert_eq!(failure.class, FailureClass::OutcomeUnknown);
             assert_eq!(failure.reason, "LaunchOutcomeUnknown");
         }
+    }
+}
+
+/// Up to `limit` more attempts after a failure of class `when`, a second apart.
+fn quick_retry(limit: u32, when: RetryOn) -> RetryPolicy {
+    RetryPolicy {
+        limit,
+        when: vec![when],
+        backoff: Backoff {
+            initial_seconds: 1,
+            max_seconds: 1,
+            factor: 1,
+        },
     }
 }
