@@ -748,6 +748,21 @@ async fn a_run_whose_status_names_another_identity_than_its_policy_is_held() {
             .unwrap();
     }
 
+    // A run that ended before the policy named a role is left as it ended.
+    let spec = json!({"steps": [step_on("one", "etl", "quick", json!({}))]});
+    let created = team_a
+        .create(&PostParams::default(), &sequence("ended", spec.clone()))
+        .await
+        .unwrap();
+    let steps = sequence("ended", spec).spec.steps;
+    let mut ended = RunStatus::new(created.uid().unwrap_or_default(), &Plan::new(steps.clone()));
+    ended.phase = sequencer_core::status::RunPhase::Succeeded;
+    let status = json!({"status": {"phase": "Succeeded", "plan": steps, "run": ended}});
+    team_a
+        .patch_status("ended", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+
     let (controller, _log) = world.controller_with(&[]);
     for name in ["unpinned", "forged"] {
         let (reason, message) = wait_true(&world, "team-a", name, "Held").await;
@@ -776,5 +791,12 @@ async fn a_run_whose_status_names_another_identity_than_its_policy_is_held() {
         })
         .collect();
     assert!(acted.is_empty(), "ECS calls for a held run: {acted:?}");
+    let ended = team_a.get("ended").await.unwrap();
+    let held = ended
+        .status
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .any(|c| c.type_ == "Held" && c.status == "True");
+    assert!(!held, "a finished run was held: {:?}", ended.status);
     stop(controller);
 }

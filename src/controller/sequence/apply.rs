@@ -101,9 +101,13 @@ pub async fn apply(
     // The identity a run acts as comes from the policies, never from its status, which a tenant
     // may write: a started run whose recorded identity is not the one the policies name now (a
     // status edited by hand, a run started before identities were recorded, a policy changed
-    // mid-run) is held, neither acting as the one nor as the other, until they agree.
-    if started && !deleting && governing.is_ok() && !same_identity(recorded.as_ref(), role.as_ref())
-    {
+    // mid-run) is held, neither acting as the one nor as the other, until they agree. A finished
+    // run calls nothing more and is left as it ended.
+    let finished = stored_run(seq)
+        .and_then(Result::ok)
+        .is_some_and(|run| run.is_finished());
+    let disagree = !same_identity(recorded.as_ref(), role.as_ref());
+    if started && !finished && !deleting && governing.is_ok() && disagree {
         let mut store = KubeStore::new(api.clone(), seq, ctx.freshness.clone());
         let name = |r: Option<&AssumedRole>| {
             r.map_or("the controller's own identity".to_owned(), |r| {
