@@ -800,3 +800,69 @@ async fn a_run_whose_status_names_another_identity_than_its_policy_is_held() {
     assert!(!held, "a finished run was held: {:?}", ended.status);
     stop(controller);
 }
+
+/// A Namespace and its Sequence applied together (as GitOps does), while the controller's watch
+/// of namespaces lags: the policy selecting the namespace by label is not known to govern it
+/// until the namespace is seen, so the controller waits for it instead of starting the run under
+/// the open default as itself. The run's first call is signed by the policy's role.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_namespace_not_seen_yet_is_waited_for_not_taken_as_unselected() {
+    let world = World::start().await;
+    install_policy_crd(&world).await;
+    let policies: Api<SequencePolicy> = Api::all(world.client.clone());
+    let policy = json!({"apiVersion": "sequencer.dev/v1alpha1", "kind": "SequencePolicy",
+                        "metadata": {"name": "gitops-teams"},
+                        "spec": {"namespaces": {"selector": {"matchLabels": {"tenant": "gitops"}}},
+                                 "aws": {"roleArn": ROLE, "externalId": "team-a-ext"}}});
+    policies
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(policy).unwrap(),
+        )
+        .await
+        .unwrap();
+    let proxy = support::lagging_proxy::LaggingProxy::start_for(
+        world.client.clone(),
+        Duration::from_secs(10),
+        Some("namespaces"),
+    )
+    .await;
+    let (controller, _log) = world.controller_as(&proxy.kubeconfig, &[]);
+    // The controller has listed everything and works (its watches now lag).
+    world
+        .sequences()
+        .create(
+            &PostParams::default(),
+            &sequence(
+                "first",
+                json!({"steps": [step_on("one", "etl", "quick", json!({}))]}),
+            ),
+        )
+        .await
+        .unwrap();
+    wait_true(&world, "default", "first", "Complete").await;
+    // The namespace and its Sequence, applied together.
+    label_namespace(&world, "fresh", json!({"tenant": "gitops"})).await;
+    let fresh: Api<Sequence> = Api::namespaced(world.client.clone(), "fresh");
+    let spec = json!({"steps": [step_on("one", "etl", "quick", json!({}))]});
+    fresh
+        .create(&PostParams::default(), &sequence("applied", spec))
+        .await
+        .unwrap();
+    wait_true(&world, "fresh", "applied", "Complete").await;
+    let run_tasks = world.emu.calls_of("RunTask");
+    assert_eq!(run_tasks.len(), 2, "{run_tasks:?}");
+    assert_ne!(
+        run_tasks[1]["accessKey"], "emulator",
+        "launched as the controller itself, not as the policy's role: {run_tasks:?}"
+    );
+    let pinned = fresh
+        .get("applied")
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.pinned)
+        .and_then(|p| p.aws_role_arn);
+    assert_eq!(pinned.as_deref(), Some(ROLE));
+    stop(controller);
+}

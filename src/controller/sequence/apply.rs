@@ -41,6 +41,9 @@ const RESYNC: Duration = Duration::from_secs(300);
 /// How often a Sequence whose source could not be read tries again.
 const SOURCE_RETRY: Duration = Duration::from_secs(20);
 
+/// How soon a Sequence whose namespace the namespace watch has not seen yet looks again.
+const NAMESPACE_WAIT: Duration = Duration::from_secs(2);
+
 /// How often a Sequence with a batch source that a policy refused reads it again (the file may be
 /// fixed where it is; a change of the Sequence or of the policies wakes it at once).
 const POLICY_RECHECK: Duration = Duration::from_secs(60);
@@ -88,6 +91,12 @@ pub async fn apply(
         (Ok(Vec::new()), recorded.clone())
     } else {
         ctx.tenancy.synced().await;
+        if !ctx.tenancy.knows(&namespace) {
+            // Its labels are not known yet, so neither are the policies that govern it: nothing is
+            // judged, written or launched until the namespace watch catches up.
+            tracing::debug!(%namespace, "waiting for the namespace watch to see the namespace");
+            return Ok(Action::requeue(NAMESPACE_WAIT));
+        }
         match ctx.tenancy.governing(&namespace).map(|policies| {
             let role = assumed_role(&namespace, &policies);
             (policies, role)

@@ -155,6 +155,16 @@ impl Tenancy {
         self.changed.clone()
     }
 
+    /// Whether the namespace watch has seen `namespace`. A Sequence's namespace exists, so a miss
+    /// means the watch has not caught up (a Namespace and its Sequences applied together, as
+    /// GitOps does): judged now, its labels would read as none, and a policy selecting it by label
+    /// would not govern it, letting a run start under the open default and the wrong identity.
+    pub fn knows(&self, namespace: &str) -> bool {
+        self.namespaces
+            .as_ref()
+            .is_none_or(|store| store.find(|n| n.name_any() == namespace).is_some())
+    }
+
     /// The policies governing `namespace`, by name; `Err` with the reason when none does and
     /// unselected namespaces are denied.
     pub fn governing(&self, namespace: &str) -> Governing {
