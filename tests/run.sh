@@ -35,7 +35,7 @@ if cargo nextest --version >/dev/null 2>&1; then
   # emulator, a controller), so test binaries and tests run side by side, each test in a process
   # of its own: the suite's wall time is about its longest tests', not their sum.
   cargo nextest run --locked --workspace --no-fail-fast \
-    --test-threads "${SEQUENCER_TEST_THREADS:-6}" 2>&1 | tee "$test_log" || status=$?
+    --test-threads "${SEQUENCER_TEST_THREADS:-4}" 2>&1 | tee "$test_log" || status=$?
   summary=$(grep -E '^ *Summary \[' "$test_log" | tail -n 1)
   passed=$(sed -n -E 's/.* ([0-9]+) passed.*/\1/p' <<<"$summary")
   failed=$(sed -n -E 's/.* ([0-9]+) failed.*/\1/p' <<<"$summary")
